@@ -1,0 +1,22 @@
+//! Patchbay's core: operations, the registry and its search index, policy, the call tree and
+//! the dispatcher that runs calls. No network code lives here; providers plug in through
+//! [`provider::Provider`].
+
+pub mod calltree;
+pub mod dispatch;
+pub mod error;
+pub mod name;
+pub mod operation;
+pub mod policy;
+pub mod provider;
+pub mod registry;
+
+pub use calltree::{CallId, CallNode};
+pub use dispatch::{CallOutcome, CallRequest, DispatchSettings, Dispatcher};
+pub use error::{CallError, ErrorCode};
+pub use operation::Operation;
+pub use policy::{AllowAll, Policy};
+pub use provider::{BoxFuture, CallContext, Progress, ProgressSink, Provider};
+pub use registry::{
+    NamespaceHandle, NamespaceSettings, NamespaceStatus, Registry, RegistryError, UpstreamState,
+};

@@ -1,0 +1,17 @@
+//! Providers: the code that talks to one source of operations. Each MCP upstream (a child
+//! process over stdio, or a server over Streamable HTTP) gets a supervisor that connects,
+//! fetches the catalog into the registry, re-lists on `list_changed`, and reconnects with
+//! capped exponential backoff when the connection ends.
+
+mod backoff;
+mod client;
+mod mcp;
+mod stdio;
+mod http;
+mod supervisor;
+
+pub use backoff::Backoff;
+pub use mcp::McpProvider;
+pub use http::HttpSpec;
+pub use stdio::StdioSpec;
+pub use supervisor::{UpstreamSpec, UpstreamTransport, start_upstream};

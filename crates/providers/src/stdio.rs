@@ -1,0 +1,75 @@
+//! Stdio upstreams: a child process in its own process group, so that on shutdown the whole
+//! tree (an `npx` wrapper and the server it starts) is stopped and nothing is left behind.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
+
+use rmcp::{ServiceExt, service::RunningService, service::RoleClient, transport::TokioChildProcess};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::client::UpstreamClient;
+
+/// How to start a stdio upstream.
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Extra environment for the child, on top of the hub's own.
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+pub(crate) struct StdioConnection {
+    pub(crate) service: RunningService<RoleClient, UpstreamClient>,
+    pub(crate) pgid: Option<i32>,
+}
+
+pub(crate) async fn connect(
+    spec: &StdioSpec,
+    client: UpstreamClient,
+) -> Result<StdioConnection, String> {
+    let mut cmd = tokio::process::Command::new(&spec.command);
+    cmd.args(&spec.args).envs(&spec.env).process_group(0).kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", spec.command))?;
+    let pgid = transport.id().map(|p| p as i32);
+    if let Some(stderr) = stderr {
+        let namespace = client.namespace.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "patchbay::upstream", upstream = %namespace, "{line}");
+            }
+        });
+    }
+    let guard = GroupGuard(pgid);
+    let service = client
+        .serve(transport)
+        .await
+        .map_err(|e| format!("initialize failed: {e}"))?;
+    std::mem::forget(guard);
+    Ok(StdioConnection { service, pgid })
+}
+
+/// Kills the process group if the handshake is abandoned half-way.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0, libc::SIGKILL);
+    }
+}
+
+/// Signals every process of the group led by `pgid`.
+pub(crate) fn kill_group(pgid: Option<i32>, signal: i32) {
+    if let Some(pgid) = pgid.filter(|p| *p > 0) {
+        // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH, which is fine.
+        unsafe {
+            libc::killpg(pgid, signal);
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The supervisor of one upstream: connect, publish the catalog, serve, and on a lost
+//! connection mark the namespace unavailable and reconnect with capped exponential backoff.
+//! Nothing here ever blocks another upstream: each supervisor is its own task.
+
+use std::{sync::Arc, time::Duration};
+
+use patchbay_core::{NamespaceHandle, RegistryError, UpstreamState};
+use rmcp::service::{Peer, RoleClient};
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    backoff::Backoff,
+    client::{ProgressRoutes, UpstreamClient},
+    http::{self, HttpSpec},
+    mcp::{Connection, McpProvider},
+    stdio::{self, StdioSpec, kill_group},
+};
+
+/// One upstream as the supervisor needs it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub namespace: String,
+    pub transport: UpstreamTransport,
+    /// Longest wait for `initialize` and the first `tools/list`. Default 30 s.
+    pub startup_timeout: Duration,
+    /// First delay before a restart; doubles per failed attempt. Default 1 s.
+    pub backoff_initial: Duration,
+    /// Longest delay between restarts. Default 30 s.
+    pub backoff_cap: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamTransport {
+    Stdio(StdioSpec),
+    Http(HttpSpec),
+}
+
+impl UpstreamSpec {
+    pub fn new(namespace: impl Into<String>, transport: UpstreamTransport) -> Self {
+        Self {
+            namespace: namespace.into(),
+            transport,
+            startup_timeout: Duration::from_secs(30),
+            backoff_initial: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A connection that stayed up this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// How long a stopping child gets after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Starts supervising `spec`; the task ends (with every child stopped) when `shutdown` fires.
+pub fn start_upstream(
+    spec: UpstreamSpec,
+    provider: Arc<McpProvider>,
+    handle: NamespaceHandle,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(supervise(spec, provider, handle, shutdown))
+}
+
+async fn supervise(
+    spec: UpstreamSpec,
+    provider: Arc<McpProvider>,
+    handle: NamespaceHandle,
+    shutdown: CancellationToken,
+) {
+    let namespace: Arc<str> = spec.namespace.as_str().into();
+    let mut backoff = Backoff::new(spec.backoff_initial, spec.backoff_cap);
+    let mut ever_ready = false;
+    loop {
+        handle.set_state(
+            if ever_ready { UpstreamState::Restarting } else { UpstreamState::Starting },
+            None,
+        );
+        let client = UpstreamClient {
+            namespace: namespace.clone(),
+            progress: Arc::new(ProgressRoutes::default()),
+            tools_changed: Arc::new(Notify::new()),
+        };
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            r = tokio::time::timeout(spec.startup_timeout, connect(&spec.transport, client.clone())) => match r {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer to initialize within {:?}", spec.startup_timeout)),
+            },
+            _ = shutdown.cancelled() => {
+                handle.set_state(UpstreamState::Stopped, None);
+                return;
+            }
+        };
+        let detail = match attempt {
+            Ok(live) => {
+                let outcome = serve(&spec, &provider, &handle, &client, live, started, &shutdown).await;
+                match outcome {
+                    Served::Shutdown => {
+                        handle.set_state(UpstreamState::Stopped, None);
+                        return;
+                    }
+                    Served::Ended { was_ready, healthy_for, why } => {
+                        ever_ready |= was_ready;
+                        if healthy_for >= HEALTHY_AFTER {
+                            backoff.reset();
+                        }
+                        why
+                    }
+                }
+            }
+            Err(why) => why,
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(upstream = %namespace, reason = %detail, retry_in = ?delay, "upstream is down");
+        handle.set_state(
+            if ever_ready { UpstreamState::Restarting } else { UpstreamState::Failed },
+            Some(detail),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {
+                handle.set_state(UpstreamState::Stopped, None);
+                return;
+            }
+        }
+    }
+}
+
+enum Live {
+    Stdio(stdio::StdioConnection),
+    Http(rmcp::service::RunningService<RoleClient, UpstreamClient>),
+}
+
+async fn connect(transport: &UpstreamTransport, client: UpstreamClient) -> Result<Live, String> {
+    match transport {
+        UpstreamTransport::Stdio(s) => stdio::connect(s, client).await.map(Live::Stdio),
+        UpstreamTransport::Http(h) => http::connect(h, client).await.map(Live::Http),
+    }
+}
+
+enum Served {
+    Shutdown,
+    Ended { was_ready: bool, healthy_for: Duration, why: String },
+}
+
+async fn serve(
+    spec: &UpstreamSpec,
+    provider: &McpProvider,
+    handle: &NamespaceHandle,
+    client: &UpstreamClient,
+    live: Live,
+    started: Instant,
+    shutdown: &CancellationToken,
+) -> Served {
+    let (service, pgid) = match live {
+        Live::Stdio(c) => (c.service, c.pgid),
+        Live::Http(s) => (s, None),
+    };
+    let peer = service.peer().clone();
+    let service_ct = service.cancellation_token();
+    let mut waiting = Box::pin(service.waiting());
+
+    let first = tokio::select! {
+        r = tokio::time::timeout(spec.startup_timeout, publish_catalog(&peer, handle)) => {
+            r.unwrap_or_else(|_| Err("tools/list timed out".into()))
+        }
+        _ = &mut waiting => Err("the upstream closed the connection during start-up".into()),
+        _ = shutdown.cancelled() => {
+            stop(service_ct, waiting, pgid).await;
+            return Served::Shutdown;
+        }
+    };
+    if let Err(why) = first {
+        stop(service_ct, waiting, pgid).await;
+        return Served::Ended { was_ready: false, healthy_for: Duration::ZERO, why };
+    }
+    handle.set_startup(started.elapsed());
+    provider.attach(Connection { peer: peer.clone(), progress: client.progress.clone() });
+    handle.set_state(UpstreamState::Ready, None);
+    let ready_at = Instant::now();
+    tracing::info!(upstream = %spec.namespace, took = ?started.elapsed(), "upstream ready");
+
+    let why = loop {
+        tokio::select! {
+            quit = &mut waiting => {
+                break match quit {
+                    Ok(reason) => format!("connection ended ({reason:?})"),
+                    Err(e) => format!("connection task failed: {e}"),
+                };
+            }
+            _ = client.tools_changed.notified() => {
+                if let Err(why) = publish_catalog(&peer, handle).await {
+                    tracing::warn!(upstream = %spec.namespace, error = %why, "re-listing tools failed");
+                }
+            }
+            _ = shutdown.cancelled() => {
+                provider.detach();
+                stop(service_ct, waiting, pgid).await;
+                return Served::Shutdown;
+            }
+        }
+    };
+    // In-flight calls already failed: their response channels closed with the connection.
+    provider.detach();
+    kill_group(pgid, libc::SIGKILL);
+    Served::Ended { was_ready: true, healthy_for: ready_at.elapsed(), why }
+}
+
+async fn publish_catalog(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> Result<(), String> {
+    let tools = peer.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))?;
+    match handle.set_catalog(tools) {
+        Ok(n) => {
+            tracing::debug!(upstream = handle.namespace(), operations = n, "catalog published");
+            Ok(())
+        }
+        Err(RegistryError::Collision(names)) => {
+            // Not fatal: the rest of the catalog is served; the clash is reported loudly.
+            tracing::error!(upstream = handle.namespace(), names = ?names, "operation names collide with another upstream; those tools are left out");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Stops a connection: SIGTERM to the process group, close the transport, SIGKILL what is left.
+async fn stop<F>(service_ct: rmcp::service::RunningServiceCancellationToken, waiting: std::pin::Pin<Box<F>>, pgid: Option<i32>)
+where
+    F: std::future::Future,
+{
+    kill_group(pgid, libc::SIGTERM);
+    service_ct.cancel();
+    let _ = tokio::time::timeout(STOP_GRACE, waiting).await;
+    kill_group(pgid, libc::SIGKILL);
+}

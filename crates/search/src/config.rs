@@ -1,0 +1,103 @@
+//! Ranking parameters: BM25F field weights and length normalisation, and pseudo-relevance
+//! feedback. The defaults are what `search-eval` measures; see `docs/search.md`.
+
+/// The fields a document is split into. Each has its own weight and length normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The tool's name, split into words (`get_weather` -> get, weather, getweather).
+    Name = 0,
+    /// The namespace, split the same way.
+    Namespace = 1,
+    /// The tool's description.
+    Description = 2,
+    /// Parameter names from the input schema.
+    ParamName = 3,
+    /// Parameter descriptions from the input schema.
+    ParamDescription = 4,
+}
+
+/// Number of [`Field`]s.
+pub const FIELDS: usize = 5;
+
+/// How one field counts in BM25F.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldWeight {
+    /// Multiplies the field's term frequency; 0 ignores the field.
+    pub weight: f32,
+    /// Length normalisation in `[0, 1]`: 0 ignores the field's length, 1 divides term frequency
+    /// fully by length relative to the average.
+    pub b: f32,
+}
+
+/// Pseudo-relevance feedback (RM3 style): after a first ranking, the most characteristic terms
+/// of the top documents are added to the query with a reduced weight. Agent queries describe a
+/// task in their own words ("latest stock price of Apple"); the best-matching descriptions bring
+/// in their vocabulary ("finance", "market"), which lifts their close neighbours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Feedback {
+    /// How many top documents feed the expansion.
+    pub docs: usize,
+    /// How many expansion terms are added.
+    pub terms: usize,
+    /// Weight of the expansion relative to the original query (the strongest expansion term
+    /// weighs this much against a query term's 1).
+    pub weight: f32,
+}
+
+/// Re-ranking by centrality among the top results ("structural re-ranking", Kurland & Lee 2005):
+/// a document similar to many other strong results is a better bet than an outlier that
+/// happens to share one rare word with the query. Each of the top `docs` documents gains
+/// `weight` x the score-weighted mean cosine similarity (tf-idf) to the others, in units of the
+/// best score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Centrality {
+    /// How many top documents take part.
+    pub docs: usize,
+    /// Strength of the centrality term.
+    pub weight: f32,
+}
+
+/// Everything that shapes the ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// BM25 term-frequency saturation.
+    pub k1: f32,
+    /// Per-field weight and length normalisation, indexed by [`Field`].
+    pub fields: [FieldWeight; FIELDS],
+    /// Query expansion from the first ranking's top documents; `None` disables it.
+    pub feedback: Option<Feedback>,
+    /// Extra, separately saturated credit for a query term found in the name: `name_bonus` x idf
+    /// x the name field's saturated term frequency, added on top of BM25F. In plain BM25F all
+    /// fields share one saturation curve, so a name match can never be worth more than one
+    /// idf and a rare word in a description can outrank it; names are short and chosen to say
+    /// what the tool does, so they deserve credit of their own.
+    pub name_bonus: f32,
+    /// Weight of a query word's truncation term (its first characters, see
+    /// `tokenize::analyze`) relative to its stem; 0 disables truncation matching.
+    pub prefix_weight: f32,
+    /// EXPERIMENT idf exponent
+    pub idf_power: f32,
+    /// Centrality re-ranking of the top documents; `None` disables it.
+    pub centrality: Option<Centrality>,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Self {
+            k1: 1.2,
+            fields: [
+                // A word in the name is the strongest signal of what a tool does.
+                FieldWeight { weight: 3.0, b: 0.3 },
+                FieldWeight { weight: 1.0, b: 0.0 },
+                FieldWeight { weight: 1.0, b: 0.75 },
+                FieldWeight { weight: 1.0, b: 0.5 },
+                FieldWeight { weight: 0.5, b: 0.75 },
+            ],
+            feedback: Some(Feedback { docs: 3, terms: 10, weight: 0.5 }),
+            name_bonus: 1.0,
+            idf_power: 1.0,
+            prefix_weight: 0.5,
+            centrality: Some(Centrality { docs: 30, weight: 0.5 }),
+        }
+    }
+}

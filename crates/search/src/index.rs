@@ -1,0 +1,317 @@
+//! The inverted index and its incremental maintenance.
+//!
+//! Documents live in slots (`Vec<Option<Doc>>` plus a free list), so a document's id stays put
+//! while others come and go. Each term has one postings list of `(doc, tf per field)`. Replacing a
+//! namespace removes exactly its documents' postings (each document remembers its terms) and adds
+//! the new ones; other namespaces' postings are never rebuilt. Global statistics (document count,
+//! summed field lengths) are running totals; document frequency is a postings list's length.
+
+use std::collections::HashMap;
+
+use crate::config::{FIELDS, Field, Ranking};
+use crate::tokenize::{Analyzed, analyze};
+use crate::Document;
+
+/// Index of a document slot.
+pub(crate) type DocId = u32;
+/// Index of a term in the dictionary.
+pub(crate) type TermId = u32;
+/// Index of a namespace slot.
+pub(crate) type NsId = u32;
+
+/// One document's occurrences of one term, per field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Posting {
+    pub doc: DocId,
+    pub tf: [u16; FIELDS],
+}
+
+/// What is kept per document.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    pub name: Box<str>,
+    pub ns: NsId,
+    /// Terms per field.
+    pub len: [u32; FIELDS],
+    /// Distinct terms with their total frequency over all fields: used to remove the document's
+    /// postings and as the document's term vector for feedback.
+    pub terms: Box<[(TermId, u16)]>,
+    /// Sum of `terms`' frequencies.
+    pub total_len: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Namespace {
+    pub name: Box<str>,
+    /// The namespace's documents, sorted by name (browsing order).
+    pub docs: Vec<DocId>,
+}
+
+/// A ranked, incrementally updated index of operations. See the crate docs.
+#[derive(Debug, Default)]
+pub struct SearchIndex {
+    pub(crate) ranking: Ranking,
+    pub(crate) docs: Vec<Option<Doc>>,
+    free_docs: Vec<DocId>,
+    /// Per document slot, `1 / (1 - b + b * len / avg_len)` for each field: the BM25F length
+    /// normalisation, refreshed after every update so that scoring only multiplies.
+    pub(crate) norms: Vec<[f32; FIELDS]>,
+    pub(crate) live: usize,
+    len_sums: [u64; FIELDS],
+    pub(crate) dict: HashMap<Box<str>, TermId>,
+    /// Term strings by id (empty for freed ids).
+    term_names: Vec<Box<str>>,
+    free_terms: Vec<TermId>,
+    pub(crate) postings: Vec<Vec<Posting>>,
+    pub(crate) namespaces: Vec<Option<Namespace>>,
+    free_namespaces: Vec<NsId>,
+    pub(crate) ns_ids: HashMap<Box<str>, NsId>,
+}
+
+impl SearchIndex {
+    /// An empty index with the default [`Ranking`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty index with the given ranking parameters.
+    pub fn with_ranking(ranking: Ranking) -> Self {
+        Self { ranking, ..Self::default() }
+    }
+
+    /// The ranking parameters in use.
+    pub fn ranking(&self) -> &Ranking {
+        &self.ranking
+    }
+
+    /// Replaces every document of `namespace` with `docs`; other namespaces are untouched.
+    ///
+    /// Each document is indexed under `namespace` whatever its own `namespace` field says, so a
+    /// catalog can never leak into another namespace. An empty `docs` removes the namespace.
+    pub fn replace_namespace(&mut self, namespace: &str, docs: Vec<Document>) {
+        self.remove_docs_of(namespace);
+        if docs.is_empty() {
+            self.refresh_norms();
+            return;
+        }
+        let ns = self.namespace_id(namespace);
+        let mut ids = Vec::with_capacity(docs.len());
+        for doc in &docs {
+            ids.push(self.add_doc(ns, namespace, doc));
+        }
+        // Browsing order: by name.
+        ids.sort_by(|a, b| self.doc(*a).name.cmp(&self.doc(*b).name));
+        if let Some(Some(entry)) = self.namespaces.get_mut(ns as usize) {
+            entry.docs = ids;
+        }
+        self.refresh_norms();
+    }
+
+    /// Removes every document of `namespace`.
+    pub fn remove_namespace(&mut self, namespace: &str) {
+        self.remove_docs_of(namespace);
+        self.refresh_norms();
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True if there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Number of distinct terms in the dictionary.
+    pub fn term_count(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// Names of the namespaces that have documents, sorted.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.namespaces.iter().flatten().map(|n| &*n.name).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// A live document by id. Ids come from postings and namespace lists, which only ever hold
+    /// live documents.
+    pub(crate) fn doc(&self, id: DocId) -> &Doc {
+        match self.docs.get(id as usize) {
+            Some(Some(doc)) => doc,
+            _ => unreachable!("postings and namespace lists only hold live documents"),
+        }
+    }
+
+    /// The id of namespace `name`, creating it if needed.
+    fn namespace_id(&mut self, name: &str) -> NsId {
+        if let Some(&id) = self.ns_ids.get(name) {
+            return id;
+        }
+        let entry = Namespace { name: name.into(), docs: Vec::new() };
+        let id = match self.free_namespaces.pop() {
+            Some(id) => {
+                self.namespaces[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                self.namespaces.push(Some(entry));
+                (self.namespaces.len() - 1) as NsId
+            }
+        };
+        self.ns_ids.insert(name.into(), id);
+        id
+    }
+
+    /// The id of `term`, adding it to the dictionary if needed.
+    fn term_id(&mut self, term: &str) -> TermId {
+        if let Some(&id) = self.dict.get(term) {
+            return id;
+        }
+        let id = match self.free_terms.pop() {
+            Some(id) => {
+                self.term_names[id as usize] = term.into();
+                id
+            }
+            None => {
+                self.term_names.push(term.into());
+                self.postings.push(Vec::new());
+                (self.term_names.len() - 1) as TermId
+            }
+        };
+        self.dict.insert(term.into(), id);
+        id
+    }
+
+    /// Tokenizes and indexes one document, returning its id.
+    fn add_doc(&mut self, ns: NsId, namespace: &str, doc: &Document) -> DocId {
+        let tool = if doc.tool.is_empty() { &doc.name } else { &doc.tool };
+        let mut fields: [Analyzed; FIELDS] = Default::default();
+        fields[Field::Name as usize] = analyze(tool);
+        fields[Field::Namespace as usize] = analyze(namespace);
+        fields[Field::Description as usize] = analyze(&doc.description);
+        for p in &doc.params {
+            let (name, description) = (analyze(&p.name), analyze(&p.description));
+            let f = &mut fields[Field::ParamName as usize];
+            f.stems.extend(name.stems);
+            f.prefixes.extend(name.prefixes);
+            let f = &mut fields[Field::ParamDescription as usize];
+            f.stems.extend(description.stems);
+            f.prefixes.extend(description.prefixes);
+        }
+
+        // Term frequencies per field, gathered in a small map keyed by term id. Field length
+        // counts words (stems), not the truncation terms derived from them.
+        let mut tfs: HashMap<TermId, [u16; FIELDS]> = HashMap::new();
+        let mut len = [0u32; FIELDS];
+        for (f, analyzed) in fields.iter().enumerate() {
+            len[f] = u32::try_from(analyzed.stems.len()).unwrap_or(u32::MAX);
+            for w in analyzed.stems.iter().chain(&analyzed.prefixes) {
+                let t = self.term_id(w);
+                let tf = tfs.entry(t).or_default();
+                tf[f] = tf[f].saturating_add(1);
+            }
+        }
+
+        let id = match self.free_docs.pop() {
+            Some(id) => id,
+            None => {
+                self.docs.push(None);
+                self.norms.push([1.0; FIELDS]);
+                (self.docs.len() - 1) as DocId
+            }
+        };
+        let mut term_list: Vec<(TermId, u16)> = Vec::with_capacity(tfs.len());
+        let mut total_len = 0u32;
+        for (t, tf) in tfs {
+            let total = tf.iter().fold(0u16, |a, &b| a.saturating_add(b));
+            total_len += u32::from(total);
+            term_list.push((t, total));
+            self.postings[t as usize].push(Posting { doc: id, tf });
+        }
+        term_list.sort_unstable_by_key(|&(t, _)| t);
+        for (sum, l) in self.len_sums.iter_mut().zip(len) {
+            *sum += u64::from(l);
+        }
+        self.docs[id as usize] = Some(Doc {
+            name: doc.name.as_str().into(),
+            ns,
+            len,
+            terms: term_list.into_boxed_slice(),
+            total_len,
+        });
+        self.live += 1;
+        id
+    }
+
+    /// Removes the documents of `namespace` and the namespace itself, touching only the postings
+    /// lists of terms those documents contain.
+    fn remove_docs_of(&mut self, namespace: &str) {
+        let Some(ns) = self.ns_ids.remove(namespace) else { return };
+        let Some(entry) = self.namespaces.get_mut(ns as usize).and_then(Option::take) else { return };
+        self.free_namespaces.push(ns);
+
+        let mut dying = vec![false; self.docs.len()];
+        let mut touched: Vec<TermId> = Vec::new();
+        for &id in &entry.docs {
+            let Some(doc) = self.docs.get_mut(id as usize).and_then(Option::take) else { continue };
+            dying[id as usize] = true;
+            touched.extend(doc.terms.iter().map(|&(t, _)| t));
+            for (sum, l) in self.len_sums.iter_mut().zip(doc.len) {
+                *sum -= u64::from(l);
+            }
+            self.live -= 1;
+            self.free_docs.push(id);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for t in touched {
+            let list = &mut self.postings[t as usize];
+            list.retain(|p| !dying[p.doc as usize]);
+            if list.is_empty() {
+                // Free the term so a changing vocabulary does not grow the dictionary forever.
+                list.shrink_to_fit();
+                let name = std::mem::take(&mut self.term_names[t as usize]);
+                self.dict.remove(&name);
+                self.free_terms.push(t);
+            }
+        }
+    }
+
+    /// Recomputes every document's length normalisation from the current average lengths.
+    /// This is one pass over per-document numbers, not over postings: a few microseconds per
+    /// thousand documents.
+    fn refresh_norms(&mut self) {
+        let n = self.live.max(1) as f32;
+        let avg: [f32; FIELDS] = std::array::from_fn(|f| (self.len_sums[f] as f32 / n).max(1.0));
+        let fields = self.ranking.fields;
+        for (slot, norm) in self.docs.iter().zip(self.norms.iter_mut()) {
+            let Some(doc) = slot else { continue };
+            *norm = std::array::from_fn(|f| {
+                let b = fields[f].b.clamp(0.0, 1.0);
+                1.0 / (1.0 - b + b * doc.len[f] as f32 / avg[f])
+            });
+        }
+    }
+
+    /// An estimate of the heap memory the index holds, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let docs: usize = self
+            .docs
+            .iter()
+            .flatten()
+            .map(|d| d.name.len() + d.terms.len() * size_of::<(TermId, u16)>())
+            .sum::<usize>()
+            + self.docs.capacity() * size_of::<Option<Doc>>();
+        let postings: usize = self.postings.iter().map(|p| p.capacity() * size_of::<Posting>()).sum::<usize>()
+            + self.postings.capacity() * size_of::<Vec<Posting>>();
+        let dict: usize = self.term_names.iter().map(|t| 2 * t.len()).sum::<usize>()
+            + self.dict.capacity() * (size_of::<Box<str>>() + size_of::<TermId>() + 1)
+            + self.term_names.capacity() * size_of::<Box<str>>();
+        let norms = self.norms.capacity() * size_of::<[f32; FIELDS]>();
+        let ns: usize = self.namespaces.iter().flatten().map(|n| 2 * n.name.len() + n.docs.capacity() * 4).sum();
+        docs + postings + dict + norms + ns
+    }
+}

@@ -1,0 +1,317 @@
+//! Query evaluation: BM25F scoring, pseudo-relevance feedback and top-k selection.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::config::{FIELDS, Field};
+use crate::index::{DocId, NsId, SearchIndex, TermId};
+use crate::tokenize::{analyze, split_words};
+use crate::Hit;
+
+/// At most this many distinct query terms are scored; a pasted essay should not cost more than
+/// a sentence. The first terms win, which is where a question usually states its subject.
+const MAX_QUERY_TERMS: usize = 64;
+
+/// A scored candidate, ordered best first: higher score, then smaller name.
+struct Candidate<'a> {
+    score: f32,
+    name: &'a str,
+    doc: DocId,
+}
+
+impl Ord for Candidate<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score.total_cmp(&other.score).then_with(|| other.name.cmp(self.name))
+    }
+}
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Candidate<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Candidate<'_> {}
+
+/// Per-document score accumulators for one query.
+struct Scores {
+    acc: Vec<f32>,
+    /// Documents with a non-zero score, each once.
+    touched: Vec<DocId>,
+}
+
+impl Scores {
+    fn new(slots: usize) -> Self {
+        Self { acc: vec![0.0; slots], touched: Vec::new() }
+    }
+}
+
+impl SearchIndex {
+    /// Ranked hits for `query`, best first; only documents for which `allow(name)` holds are
+    /// counted, so `limit` applies after filtering. Ties are broken by name, ascending.
+    ///
+    /// A query with no words (empty, blank or punctuation only) browses: with a namespace, all
+    /// of its documents; without, every document; sorted by name, with score 0.
+    pub fn search(
+        &self,
+        query: &str,
+        namespace: Option<&str>,
+        limit: usize,
+        allow: &dyn Fn(&str) -> bool,
+    ) -> Vec<Hit> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        let ns = match namespace {
+            Some(name) => match self.ns_ids.get(name) {
+                Some(&id) => Some(id),
+                None => return Vec::new(),
+            },
+            None => None,
+        };
+        if split_words(query).is_empty() {
+            return self.browse(ns, limit, allow);
+        }
+
+        let query_terms = self.query_terms(query);
+        if query_terms.is_empty() {
+            return Vec::new();
+        }
+        let mut scores = Scores::new(self.docs.len());
+        for &(t, w) in &query_terms {
+            self.accumulate(t, w, ns, &mut scores);
+        }
+        if let Some(fb) = self.ranking.feedback.filter(|f| f.docs > 0 && f.terms > 0 && f.weight > 0.0) {
+            let top = self.top(&scores, fb.docs, allow);
+            let expansion = self.expansion(&top, &query_terms, fb.terms, fb.weight);
+            for (t, w) in expansion {
+                self.accumulate(t, w, ns, &mut scores);
+            }
+        }
+        if let Some(c) = self.ranking.centrality.filter(|c| c.docs > 1 && c.weight > 0.0) {
+            let top = self.top(&scores, c.docs, allow);
+            self.add_centrality(&top, c.weight, &mut scores);
+        }
+        self.top(&scores, limit, allow)
+            .into_iter()
+            .map(|(doc, score)| Hit { name: self.doc(doc).name.to_string(), score })
+            .collect()
+    }
+
+    /// Distinct known query terms with their weights (number of occurrences in the query).
+    fn query_terms(&self, query: &str) -> Vec<(TermId, f32)> {
+        let mut out: Vec<(TermId, f32)> = Vec::new();
+        let analyzed = analyze(query);
+        let prefix_weight = self.ranking.prefix_weight;
+        let weighted = analyzed
+            .stems
+            .iter()
+            .map(|t| (t, 1.0))
+            .chain(analyzed.prefixes.iter().map(|t| (t, prefix_weight)).filter(|&(_, w)| w > 0.0));
+        for (term, weight) in weighted {
+            let Some(&t) = self.dict.get(term.as_str()) else { continue };
+            if let Some((_, w)) = out.iter_mut().find(|(u, _)| *u == t) {
+                *w += weight;
+            } else if out.len() < MAX_QUERY_TERMS {
+                out.push((t, weight));
+            }
+        }
+        out
+    }
+
+    /// Inverse document frequency (the BM25 form that never goes negative).
+    fn idf(&self, t: TermId) -> f32 {
+        let n = self.live as f32;
+        let df = self.postings[t as usize].len() as f32;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln().powf(self.ranking.idf_power)
+    }
+
+    /// Adds `weight` times term `t`'s BM25F contribution to every matching document in the
+    /// namespace filter.
+    fn accumulate(&self, t: TermId, weight: f32, ns: Option<NsId>, scores: &mut Scores) {
+        let idf = self.idf(t) * weight;
+        let k1 = self.ranking.k1;
+        let name_bonus = self.ranking.name_bonus;
+        let w: [f32; FIELDS] = std::array::from_fn(|f| self.ranking.fields[f].weight);
+        for p in &self.postings[t as usize] {
+            let d = p.doc as usize;
+            if let Some(ns) = ns {
+                if self.doc(p.doc).ns != ns {
+                    continue;
+                }
+            }
+            let norm = &self.norms[d];
+            let mut tf = 0.0;
+            for f in 0..FIELDS {
+                tf += w[f] * f32::from(p.tf[f]) * norm[f];
+            }
+            if tf <= 0.0 {
+                continue;
+            }
+            let mut s = idf * tf / (k1 + tf);
+            let name_tf = f32::from(p.tf[Field::Name as usize]) * norm[Field::Name as usize];
+            if name_tf > 0.0 {
+                s += name_bonus * idf * name_tf / (k1 + name_tf);
+            }
+            if scores.acc[d] == 0.0 {
+                scores.touched.push(p.doc);
+            }
+            scores.acc[d] += s;
+        }
+    }
+
+    /// RM3-style expansion terms from the `top` documents: each term weighs the sum over those
+    /// documents of (document's share of the top scores) x (term's share of the document),
+    /// times its idf so that words every description uses do not take over. The strongest
+    /// term gets `weight`; terms already in the query are skipped.
+    fn expansion(
+        &self,
+        top: &[(DocId, f32)],
+        query: &[(TermId, f32)],
+        count: usize,
+        weight: f32,
+    ) -> Vec<(TermId, f32)> {
+        let total: f32 = top.iter().map(|&(_, s)| s).sum();
+        if total <= 0.0 {
+            return Vec::new();
+        }
+        let mut weights: Vec<(TermId, f32)> = Vec::new();
+        for &(doc, score) in top {
+            let doc = self.doc(doc);
+            let p_doc = score / total;
+            let len = doc.total_len.max(1) as f32;
+            for &(t, tf) in doc.terms.iter() {
+                let w = p_doc * f32::from(tf) / len;
+                match weights.binary_search_by_key(&t, |&(u, _)| u) {
+                    Ok(i) => weights[i].1 += w,
+                    Err(i) => weights.insert(i, (t, w)),
+                }
+            }
+        }
+        let mut weights: Vec<(TermId, f32)> = weights
+            .into_iter()
+            .filter(|(t, _)| !query.iter().any(|(q, _)| q == t))
+            .map(|(t, w)| (t, w * self.idf(t)))
+            .collect();
+        weights.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        weights.truncate(count);
+        let max = weights.first().map_or(0.0, |&(_, w)| w);
+        if max <= 0.0 {
+            return Vec::new();
+        }
+        weights.into_iter().map(|(t, w)| (t, weight * w / max)).collect()
+    }
+
+    /// A document's tf-idf vector (sorted by term), L2-normalised.
+    fn unit_vector(&self, doc: DocId) -> Vec<(TermId, f32)> {
+        let mut v: Vec<(TermId, f32)> = self
+            .doc(doc)
+            .terms
+            .iter()
+            .map(|&(t, tf)| (t, (1.0 + f32::from(tf).ln()) * self.idf(t)))
+            .collect();
+        let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|(_, w)| *w /= norm);
+        }
+        v
+    }
+
+    /// Adds to each of `top` its score-weighted mean similarity to the others (see
+    /// [`crate::Centrality`]).
+    fn add_centrality(&self, top: &[(DocId, f32)], weight: f32, scores: &mut Scores) {
+        let best = top.first().map_or(0.0, |&(_, s)| s);
+        let total: f32 = top.iter().map(|&(_, s)| s).sum();
+        if best <= 0.0 || top.len() < 2 {
+            return;
+        }
+        let vectors: Vec<Vec<(TermId, f32)>> = top.iter().map(|&(d, _)| self.unit_vector(d)).collect();
+        let mut bonus = vec![0.0f32; top.len()];
+        for i in 0..top.len() {
+            for j in i + 1..top.len() {
+                let sim = cosine(&vectors[i], &vectors[j]);
+                bonus[i] += sim * top[j].1;
+                bonus[j] += sim * top[i].1;
+            }
+        }
+        for (i, &(doc, s)) in top.iter().enumerate() {
+            let others = total - s;
+            if others > 0.0 {
+                scores.acc[doc as usize] += weight * best * bonus[i] / others;
+            }
+        }
+    }
+
+    /// The best `limit` allowed documents among those scored, best first.
+    fn top(&self, scores: &Scores, limit: usize, allow: &dyn Fn(&str) -> bool) -> Vec<(DocId, f32)> {
+        let candidates = scores.touched.iter().map(|&doc| Candidate {
+            score: scores.acc[doc as usize],
+            name: &self.doc(doc).name,
+            doc,
+        });
+        take_allowed(candidates, limit, allow)
+    }
+
+    /// Documents of namespace `ns` (or all) in name order, score 0.
+    fn browse(&self, ns: Option<NsId>, limit: usize, allow: &dyn Fn(&str) -> bool) -> Vec<Hit> {
+        let hit = |doc: DocId| Hit { name: self.doc(doc).name.to_string(), score: 0.0 };
+        match ns {
+            // A namespace's list is already sorted by name.
+            Some(ns) => match self.namespaces.get(ns as usize) {
+                Some(Some(entry)) => entry
+                    .docs
+                    .iter()
+                    .copied()
+                    .filter(|&d| allow(&self.doc(d).name))
+                    .take(limit)
+                    .map(hit)
+                    .collect(),
+                _ => Vec::new(),
+            },
+            None => {
+                let all = self.docs.iter().enumerate().filter_map(|(i, slot)| {
+                    slot.as_ref().map(|d| Candidate { score: 0.0, name: &d.name, doc: i as DocId })
+                });
+                take_allowed(all, limit, allow).into_iter().map(|(d, _)| hit(d)).collect()
+            }
+        }
+    }
+}
+
+/// Cosine of two unit vectors sorted by term.
+fn cosine(a: &[(TermId, f32)], b: &[(TermId, f32)]) -> f32 {
+    let (mut i, mut j, mut dot) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            Ordering::Less => i += 1,
+            Ordering::Greater => j += 1,
+            Ordering::Equal => {
+                dot += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    dot
+}
+
+/// Pops candidates best first until `limit` of them pass `allow`. Building the heap is linear and
+/// each pop logarithmic, so `allow` is only asked about the candidates that might be returned.
+fn take_allowed<'a>(
+    candidates: impl Iterator<Item = Candidate<'a>>,
+    limit: usize,
+    allow: &dyn Fn(&str) -> bool,
+) -> Vec<(DocId, f32)> {
+    let mut heap: BinaryHeap<Candidate<'a>> = candidates.collect();
+    let mut out = Vec::with_capacity(limit.min(heap.len()));
+    while out.len() < limit {
+        let Some(c) = heap.pop() else { break };
+        if allow(c.name) {
+            out.push((c.doc, c.score));
+        }
+    }
+    out
+}

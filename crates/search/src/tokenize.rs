@@ -1,0 +1,171 @@
+//! Turning text into index terms: word splitting, lowercasing, stopwords and stemming.
+//!
+//! Queries and documents go through the same functions, so whatever a split produces on one side
+//! it also produces on the other. Identifiers are split at every boundary a programmer would see
+//! (`get_weather`, `getWeather`, `get-weather`, `weather.get`, `HTMLParser`, `mp3Player`), and the
+//! joined form is kept as well so that a query naming the tool exactly still matches it.
+
+use crate::stem::stem;
+
+/// Longest word kept; longer runs (base64 blobs, hashes) carry no meaning and would only bloat
+/// the dictionary.
+const MAX_WORD_CHARS: usize = 40;
+
+/// Splits `text` into lowercase words at non-alphanumeric characters, lower-to-upper case
+/// changes, the end of an upper-case acronym (`HTMLParser` -> `html`, `parser`) and
+/// letter/digit changes.
+///
+/// When an alphanumeric run splits into several words, the whole run, lowercased, follows them
+/// (`ResearchHelper` -> `research`, `helper`, `researchhelper`).
+pub fn split_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in text.split(|c: char| !c.is_alphanumeric()).filter(|r| !r.is_empty()) {
+        let before = out.len();
+        split_run(run, &mut out);
+        if out.len() - before > 1 {
+            let joined: String = run.chars().flat_map(char::to_lowercase).take(MAX_WORD_CHARS).collect();
+            out.push(joined);
+        }
+    }
+    out
+}
+
+/// Splits one alphanumeric run at case and digit boundaries, pushing lowercase words.
+fn split_run(run: &str, out: &mut Vec<String>) {
+    let chars: Vec<char> = run.chars().collect();
+    let mut start = 0;
+    for i in 1..chars.len() {
+        let (prev, cur) = (chars[i - 1], chars[i]);
+        let next_is_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
+        let boundary = (prev.is_lowercase() && cur.is_uppercase())
+            || (prev.is_alphabetic() && cur.is_numeric())
+            || (prev.is_numeric() && cur.is_alphabetic())
+            // The last capital of an acronym starts the next word: HTMLParser -> HTML Parser.
+            || (prev.is_uppercase() && cur.is_uppercase() && next_is_lower);
+        if boundary {
+            push_word(&chars[start..i], out);
+            start = i;
+        }
+    }
+    push_word(&chars[start..], out);
+}
+
+fn push_word(chars: &[char], out: &mut Vec<String>) {
+    if chars.is_empty() {
+        return;
+    }
+    out.push(chars.iter().flat_map(|c| c.to_lowercase()).take(MAX_WORD_CHARS).collect());
+}
+
+/// Common English function words and conversational filler that say nothing about which
+/// operation is wanted ("can you please find me ..."). Sorted, for binary search.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
+    "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few",
+    "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers",
+    "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its",
+    "itself", "just", "me", "might", "more", "most", "must", "my", "myself", "no", "nor", "not",
+    "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out",
+    "over", "own", "please", "same", "shall", "she", "should", "so", "some", "such", "than",
+    "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they",
+    "this", "those", "through", "to", "too", "under", "until", "up", "us", "very", "was", "we",
+    "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with",
+    "would", "you", "your", "yours", "yourself", "yourselves",
+];
+
+/// Is `word` (lowercase) a stopword? Single letters count as stopwords: they are mostly the
+/// debris of contractions ("don't" -> "don", "t") and initials.
+pub fn is_stopword(word: &str) -> bool {
+    let mut chars = word.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return c.is_alphabetic();
+    }
+    STOPWORDS.binary_search(&word).is_ok()
+}
+
+/// Index terms for free text: split words, stopwords dropped, each stemmed.
+///
+/// If every word is a stopword (a query like "what is it"), they are kept rather than returning
+/// nothing, so such a query still ranks something.
+pub fn terms(text: &str) -> Vec<String> {
+    analyze(text).stems
+}
+
+/// Words longer than this also yield a truncation term of this many characters.
+pub const PREFIX_CHARS: usize = 5;
+
+/// Marks truncation terms, so they can never collide with a stem (stems are alphanumeric).
+pub const PREFIX_MARK: char = '~';
+
+/// The terms of one text.
+#[derive(Debug, Default, PartialEq)]
+pub struct Analyzed {
+    /// Stemmed words, stopwords dropped (see [`terms`]).
+    pub stems: Vec<String>,
+    /// For each kept word longer than [`PREFIX_CHARS`], its first [`PREFIX_CHARS`] characters
+    /// after [`PREFIX_MARK`]. Truncation conflates what the stemmer keeps apart (finance /
+    /// financial, crypto / cryptocurrency, invest / investment); it is noisier than a stem,
+    /// so it is scored as a separate, weaker term.
+    pub prefixes: Vec<String>,
+}
+
+/// Stems and truncation terms of `text`.
+pub fn analyze(text: &str) -> Analyzed {
+    let words = split_words(text);
+    let mut kept: Vec<&String> = words.iter().filter(|w| !is_stopword(w)).collect();
+    if kept.is_empty() {
+        kept = words.iter().collect();
+    }
+    let prefixes = kept
+        .iter()
+        .filter(|w| w.chars().count() > PREFIX_CHARS)
+        .map(|w| std::iter::once(PREFIX_MARK).chain(w.chars().take(PREFIX_CHARS)).collect())
+        .collect();
+    Analyzed { stems: kept.into_iter().map(|w| stem(w)).collect(), prefixes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopwords_are_sorted() {
+        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn splits_identifier_styles() {
+        assert_eq!(split_words("get_weather"), ["get", "weather", "getweather"]);
+        assert_eq!(split_words("getWeather"), ["get", "weather", "getweather"]);
+        assert_eq!(split_words("get-weather.now"), ["get", "weather", "now"]);
+        assert_eq!(split_words("HTMLParser"), ["html", "parser", "htmlparser"]);
+        assert_eq!(split_words("mp3Player"), ["mp", "3", "player", "mp3player"]);
+        assert_eq!(split_words("ResearchHelper"), ["research", "helper", "researchhelper"]);
+        assert_eq!(split_words("plain"), ["plain"]);
+    }
+
+    #[test]
+    fn handles_empty_and_unicode() {
+        assert!(split_words("").is_empty());
+        assert!(split_words("  --  ").is_empty());
+        assert_eq!(split_words("Ünïcode Straße"), ["ünïcode", "straße"]);
+        assert_eq!(split_words("日本語 テキスト"), ["日本語", "テキスト"]);
+        // Upper-case letters whose lowercase form is longer must not panic.
+        assert_eq!(split_words("İstanbul"), ["i\u{307}stanbul"]);
+    }
+
+    #[test]
+    fn caps_long_words() {
+        let long = "x".repeat(500);
+        assert_eq!(split_words(&long)[0].chars().count(), MAX_WORD_CHARS);
+    }
+
+    #[test]
+    fn terms_drop_stopwords_and_stem() {
+        assert_eq!(terms("Can you find me the latest papers?"), ["find", "latest", "paper"]);
+        assert_eq!(terms("I'm searching"), ["search"]);
+        // All stopwords: kept, so the query is not empty.
+        assert_eq!(terms("what is it"), ["what", "is", "it"]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio) runs
+//! a [`session::Session`] per client over the shared [`session::HubState`].
+
+pub mod http;
+pub mod session;
+pub mod stdio;
+pub mod surface;
+
+pub use session::{HubState, Session};
+pub use surface::Expose;
