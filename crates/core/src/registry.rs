@@ -75,6 +75,9 @@ pub struct NamespaceStatus {
     /// How long the last successful start took, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_ms: Option<u64>,
+    /// Operation names left out because another namespace already has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
     #[serde(skip)]
     pub since: SystemTime,
 }
@@ -153,6 +156,7 @@ impl Registry {
                     operations: 0,
                     detail: None,
                     startup_ms: None,
+                    conflicts: Vec::new(),
                     since: SystemTime::now(),
                 },
                 ops: Vec::new(),
@@ -262,6 +266,7 @@ impl Registry {
         let docs = ops.iter().map(|op| document(op)).collect();
         inner.index.replace_namespace(namespace, docs);
         entry.status.operations = ops.len();
+        entry.status.conflicts = collisions.clone();
         let count = ops.len();
         entry.ops = ops;
         drop(guard);

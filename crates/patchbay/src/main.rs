@@ -1,1 +1,221 @@
-fn main() {}
+//! The `patchbay` command line.
+
+mod config;
+mod hub;
+mod ops;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use patchbay_server::http::HttpSettings;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Source, hub::Hub};
+
+#[derive(Parser)]
+#[command(
+    name = "patchbay",
+    version,
+    about = "One MCP endpoint for every upstream: agents see four tools (list, search, schema, call).",
+    long_about = "Patchbay gathers the tools of many MCP servers into one registry and serves it to any \
+agent over Streamable HTTP or stdio. By default agents see four tools: `search` to find an operation, \
+`schema` to read its input, `call` to run it, and `list` to browse.\n\n\
+Configuration: --config FILE, else ./patchbay.toml, else $XDG_CONFIG_HOME/patchbay/patchbay.toml \
+(~/.config/patchbay/patchbay.toml), else an embedded demo upstream. FILE may be TOML or the \
+{\"mcpServers\": {...}} JSON of Claude Desktop or Cursor. See docs/config.md.\n\n\
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArg {
+    /// Configuration file (TOML, or mcpServers JSON).
+    #[arg(long, short = 'c', value_name = "FILE", env = "PATCHBAY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the hub over Streamable HTTP at /mcp, with /healthz and /readyz.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen address; overrides server.listen (default 127.0.0.1:7420). Port 0 picks one.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Serve the hub over stdin/stdout, for a local agent that starts it as an MCP server.
+    Stdio {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Use the four tools from a terminal, against the configuration or a running hub (--url).
+    Ops(ops::OpsArgs),
+    /// Validate the configuration, start every upstream, and report; non-zero exit if any failed.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Run the built-in demo MCP server on stdio (the embedded configuration's upstream).
+    DemoServer {
+        /// Options of the demo server; see `patchbay demo-server -- --help`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Command::DemoServer { args } = &cli.command {
+        use clap::Parser as _;
+        let argv = std::iter::once("patchbay demo-server".to_owned()).chain(args.iter().cloned());
+        patchbay_fixture::main_with(patchbay_fixture::Args::parse_from(argv));
+    }
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let code = match runtime {
+        Ok(rt) => match rt.block_on(run(cli.command)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("patchbay: error: {e:#}");
+                2
+            }
+        },
+        Err(e) => {
+            eprintln!("patchbay: cannot start the runtime: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+async fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Stdio { config } => stdio(config).await,
+        Command::Ops(args) => ops::run(args).await,
+        Command::Check { config } => check(config).await,
+        Command::DemoServer { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+pub(crate) fn load_config(arg: &ConfigArg) -> anyhow::Result<config::Config> {
+    let source = config::locate(arg.config.as_deref());
+    let config = config::load(&source).with_context(|| format!("loading {source}"))?;
+    if matches!(source, Source::Embedded) {
+        tracing::info!("no configuration found; serving the embedded demo upstream (see docs/config.md)");
+    } else {
+        tracing::info!(config = %source, upstreams = config.upstreams.len(), "configuration loaded");
+    }
+    Ok(config)
+}
+
+/// Fires on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// How long in-flight HTTP requests get to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(5);
+
+async fn serve(arg: ConfigArg, listen: Option<String>) -> anyhow::Result<i32> {
+    let config = load_config(&arg)?;
+    let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+    let addr: SocketAddr = listen.parse().with_context(|| format!("`{listen}` is not an address like 127.0.0.1:7420"))?;
+    let hub = Hub::start(&config)?;
+    let settings = HttpSettings {
+        max_body_bytes: config.server.max_message_bytes,
+        session_idle: config.server.session_idle,
+        allowed_hosts: config.server.allowed_hosts.clone(),
+    };
+    let http_shutdown = CancellationToken::new();
+    let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    // The first stdout line says where to connect (useful with port 0).
+    println!("listening http://{local}/mcp");
+    tracing::info!(%local, "serving MCP at http://{local}/mcp");
+
+    let stop = http_shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let drained = http_shutdown.clone();
+    tokio::select! {
+        r = server => r.context("HTTP server failed")?,
+        _ = async { drained.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!("requests still open after {DRAIN:?}; closing them");
+        }
+    }
+    hub.stop().await;
+    Ok(0)
+}
+
+async fn stdio(arg: ConfigArg) -> anyhow::Result<i32> {
+    let config = load_config(&arg)?;
+    let hub = Hub::start(&config)?;
+    let shutdown = CancellationToken::new();
+    tokio::select! {
+        _ = patchbay_server::stdio::serve(hub.state.clone(), config.server.max_message_bytes, shutdown.clone()) => {
+            tracing::info!("stdin closed; shutting down");
+        }
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    shutdown.cancel();
+    hub.stop().await;
+    Ok(0)
+}
+
+async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
+    let config = load_config(&arg)?;
+    let longest = config.upstreams.values().map(|u| u.startup_timeout).max().unwrap_or_default();
+    let hub = Hub::start(&config)?;
+    hub.settle(longest + Duration::from_secs(1)).await;
+    let statuses = hub.registry().statuses();
+    let mut failed = 0;
+    println!("{:<20} {:<11} {:>10} {:>10}  DETAIL", "UPSTREAM", "STATE", "OPERATIONS", "STARTUP");
+    for s in &statuses {
+        let ok = s.state == patchbay_core::UpstreamState::Ready && s.conflicts.is_empty();
+        if !ok {
+            failed += 1;
+        }
+        let startup = s.startup_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "-".into());
+        let mut detail = s.detail.clone().unwrap_or_default();
+        if !s.conflicts.is_empty() {
+            detail = format!("name collision: {}", s.conflicts.join(", "));
+        }
+        println!("{:<20} {:<11} {:>10} {:>10}  {}", s.namespace, s.state.as_str(), s.operations, startup, detail);
+    }
+    let disabled = config.upstreams.values().filter(|u| !u.enabled).count();
+    println!(
+        "{} upstream(s), {} ready, {} failed{}",
+        statuses.len(),
+        statuses.len() - failed,
+        failed,
+        if disabled > 0 { format!(", {disabled} disabled") } else { String::new() }
+    );
+    hub.stop().await;
+    Ok(if failed > 0 { 1 } else { 0 })
+}

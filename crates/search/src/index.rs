@@ -6,10 +6,9 @@
 //! the new ones; other namespaces' postings are never rebuilt. Global statistics (document count,
 //! summed field lengths) are running totals; document frequency is a postings list's length.
 
-use std::collections::HashMap;
-
 use crate::config::{FIELDS, Field, Ranking};
-use crate::tokenize::{Analyzed, analyze};
+use crate::hash::FxHashMap;
+use crate::tokenize::terms;
 use crate::Document;
 
 /// Index of a document slot.
@@ -30,7 +29,6 @@ pub(crate) struct Posting {
 #[derive(Debug)]
 pub(crate) struct Doc {
     pub name: Box<str>,
-    pub ns: NsId,
     /// Terms per field.
     pub len: [u32; FIELDS],
     /// Distinct terms with their total frequency over all fields: used to remove the document's
@@ -53,19 +51,21 @@ pub struct SearchIndex {
     pub(crate) ranking: Ranking,
     pub(crate) docs: Vec<Option<Doc>>,
     free_docs: Vec<DocId>,
-    /// Per document slot, `1 / (1 - b + b * len / avg_len)` for each field: the BM25F length
-    /// normalisation, refreshed after every update so that scoring only multiplies.
-    pub(crate) norms: Vec<[f32; FIELDS]>,
+    /// Per document slot, its field lengths and namespace: kept beside `docs` in flat arrays
+    /// because scoring reads them for every posting. Length normalisation is computed from
+    /// these at query time, so an update never has to revisit other documents.
+    pub(crate) lens: Vec<[f32; FIELDS]>,
+    pub(crate) doc_ns: Vec<NsId>,
     pub(crate) live: usize,
-    len_sums: [u64; FIELDS],
-    pub(crate) dict: HashMap<Box<str>, TermId>,
+    pub(crate) len_sums: [u64; FIELDS],
+    pub(crate) dict: FxHashMap<Box<str>, TermId>,
     /// Term strings by id (empty for freed ids).
     term_names: Vec<Box<str>>,
     free_terms: Vec<TermId>,
     pub(crate) postings: Vec<Vec<Posting>>,
     pub(crate) namespaces: Vec<Option<Namespace>>,
     free_namespaces: Vec<NsId>,
-    pub(crate) ns_ids: HashMap<Box<str>, NsId>,
+    pub(crate) ns_ids: FxHashMap<Box<str>, NsId>,
 }
 
 impl SearchIndex {
@@ -91,7 +91,6 @@ impl SearchIndex {
     pub fn replace_namespace(&mut self, namespace: &str, docs: Vec<Document>) {
         self.remove_docs_of(namespace);
         if docs.is_empty() {
-            self.refresh_norms();
             return;
         }
         let ns = self.namespace_id(namespace);
@@ -104,13 +103,11 @@ impl SearchIndex {
         if let Some(Some(entry)) = self.namespaces.get_mut(ns as usize) {
             entry.docs = ids;
         }
-        self.refresh_norms();
     }
 
     /// Removes every document of `namespace`.
     pub fn remove_namespace(&mut self, namespace: &str) {
         self.remove_docs_of(namespace);
-        self.refresh_norms();
     }
 
     /// Number of documents.
@@ -187,27 +184,21 @@ impl SearchIndex {
     /// Tokenizes and indexes one document, returning its id.
     fn add_doc(&mut self, ns: NsId, namespace: &str, doc: &Document) -> DocId {
         let tool = if doc.tool.is_empty() { &doc.name } else { &doc.tool };
-        let mut fields: [Analyzed; FIELDS] = Default::default();
-        fields[Field::Name as usize] = analyze(tool);
-        fields[Field::Namespace as usize] = analyze(namespace);
-        fields[Field::Description as usize] = analyze(&doc.description);
+        let mut fields: [Vec<String>; FIELDS] = Default::default();
+        fields[Field::Name as usize] = terms(tool);
+        fields[Field::Namespace as usize] = terms(namespace);
+        fields[Field::Description as usize] = terms(&doc.description);
         for p in &doc.params {
-            let (name, description) = (analyze(&p.name), analyze(&p.description));
-            let f = &mut fields[Field::ParamName as usize];
-            f.stems.extend(name.stems);
-            f.prefixes.extend(name.prefixes);
-            let f = &mut fields[Field::ParamDescription as usize];
-            f.stems.extend(description.stems);
-            f.prefixes.extend(description.prefixes);
+            fields[Field::ParamName as usize].extend(terms(&p.name));
+            fields[Field::ParamDescription as usize].extend(terms(&p.description));
         }
 
-        // Term frequencies per field, gathered in a small map keyed by term id. Field length
-        // counts words (stems), not the truncation terms derived from them.
-        let mut tfs: HashMap<TermId, [u16; FIELDS]> = HashMap::new();
+        // Term frequencies per field, gathered in a small map keyed by term id.
+        let mut tfs: FxHashMap<TermId, [u16; FIELDS]> = FxHashMap::default();
         let mut len = [0u32; FIELDS];
-        for (f, analyzed) in fields.iter().enumerate() {
-            len[f] = u32::try_from(analyzed.stems.len()).unwrap_or(u32::MAX);
-            for w in analyzed.stems.iter().chain(&analyzed.prefixes) {
+        for (f, words) in fields.iter().enumerate() {
+            len[f] = u32::try_from(words.len()).unwrap_or(u32::MAX);
+            for w in words {
                 let t = self.term_id(w);
                 let tf = tfs.entry(t).or_default();
                 tf[f] = tf[f].saturating_add(1);
@@ -218,7 +209,8 @@ impl SearchIndex {
             Some(id) => id,
             None => {
                 self.docs.push(None);
-                self.norms.push([1.0; FIELDS]);
+                self.lens.push([0.0; FIELDS]);
+                self.doc_ns.push(ns);
                 (self.docs.len() - 1) as DocId
             }
         };
@@ -234,9 +226,10 @@ impl SearchIndex {
         for (sum, l) in self.len_sums.iter_mut().zip(len) {
             *sum += u64::from(l);
         }
+        self.lens[id as usize] = len.map(|l| l as f32);
+        self.doc_ns[id as usize] = ns;
         self.docs[id as usize] = Some(Doc {
             name: doc.name.as_str().into(),
-            ns,
             len,
             terms: term_list.into_boxed_slice(),
             total_len,
@@ -279,22 +272,6 @@ impl SearchIndex {
         }
     }
 
-    /// Recomputes every document's length normalisation from the current average lengths.
-    /// This is one pass over per-document numbers, not over postings: a few microseconds per
-    /// thousand documents.
-    fn refresh_norms(&mut self) {
-        let n = self.live.max(1) as f32;
-        let avg: [f32; FIELDS] = std::array::from_fn(|f| (self.len_sums[f] as f32 / n).max(1.0));
-        let fields = self.ranking.fields;
-        for (slot, norm) in self.docs.iter().zip(self.norms.iter_mut()) {
-            let Some(doc) = slot else { continue };
-            *norm = std::array::from_fn(|f| {
-                let b = fields[f].b.clamp(0.0, 1.0);
-                1.0 / (1.0 - b + b * doc.len[f] as f32 / avg[f])
-            });
-        }
-    }
-
     /// An estimate of the heap memory the index holds, in bytes.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
@@ -310,7 +287,7 @@ impl SearchIndex {
         let dict: usize = self.term_names.iter().map(|t| 2 * t.len()).sum::<usize>()
             + self.dict.capacity() * (size_of::<Box<str>>() + size_of::<TermId>() + 1)
             + self.term_names.capacity() * size_of::<Box<str>>();
-        let norms = self.norms.capacity() * size_of::<[f32; FIELDS]>();
+        let norms = self.lens.capacity() * size_of::<[f32; FIELDS]>() + self.doc_ns.capacity() * size_of::<NsId>();
         let ns: usize = self.namespaces.iter().flatten().map(|n| 2 * n.name.len() + n.docs.capacity() * 4).sum();
         docs + postings + dict + norms + ns
     }

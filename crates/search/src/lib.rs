@@ -20,6 +20,7 @@
 //! ```
 
 mod config;
+mod hash;
 mod index;
 mod schema;
 mod score;

@@ -5,7 +5,7 @@ use std::collections::BinaryHeap;
 
 use crate::config::{FIELDS, Field};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
-use crate::tokenize::{analyze, split_words};
+use crate::tokenize::{split_words, terms};
 use crate::Hit;
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
@@ -104,19 +104,12 @@ impl SearchIndex {
     /// Distinct known query terms with their weights (number of occurrences in the query).
     fn query_terms(&self, query: &str) -> Vec<(TermId, f32)> {
         let mut out: Vec<(TermId, f32)> = Vec::new();
-        let analyzed = analyze(query);
-        let prefix_weight = self.ranking.prefix_weight;
-        let weighted = analyzed
-            .stems
-            .iter()
-            .map(|t| (t, 1.0))
-            .chain(analyzed.prefixes.iter().map(|t| (t, prefix_weight)).filter(|&(_, w)| w > 0.0));
-        for (term, weight) in weighted {
+        for term in terms(query) {
             let Some(&t) = self.dict.get(term.as_str()) else { continue };
             if let Some((_, w)) = out.iter_mut().find(|(u, _)| *u == t) {
-                *w += weight;
+                *w += 1.0;
             } else if out.len() < MAX_QUERY_TERMS {
-                out.push((t, weight));
+                out.push((t, 1.0));
             }
         }
         out
@@ -126,7 +119,7 @@ impl SearchIndex {
     fn idf(&self, t: TermId) -> f32 {
         let n = self.live as f32;
         let df = self.postings[t as usize].len() as f32;
-        (1.0 + (n - df + 0.5) / (df + 0.5)).ln().powf(self.ranking.idf_power)
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
     /// Adds `weight` times term `t`'s BM25F contribution to every matching document in the
@@ -135,24 +128,38 @@ impl SearchIndex {
         let idf = self.idf(t) * weight;
         let k1 = self.ranking.k1;
         let name_bonus = self.ranking.name_bonus;
-        let w: [f32; FIELDS] = std::array::from_fn(|f| self.ranking.fields[f].weight);
+        // BM25F length normalisation per field, 1 / (1 - b + b * len / avg), as
+        // 1 / (a + c * len) with the constants hoisted out of the loop.
+        let n = self.live.max(1) as f32;
+        let fields = &self.ranking.fields;
+        let w: [f32; FIELDS] = std::array::from_fn(|f| fields[f].weight);
+        let a: [f32; FIELDS] = std::array::from_fn(|f| 1.0 - fields[f].b.clamp(0.0, 1.0));
+        let c: [f32; FIELDS] = std::array::from_fn(|f| {
+            let avg = (self.len_sums[f] as f32 / n).max(1.0);
+            fields[f].b.clamp(0.0, 1.0) / avg
+        });
+        const NAME: usize = Field::Name as usize;
         for p in &self.postings[t as usize] {
             let d = p.doc as usize;
-            if let Some(ns) = ns {
-                if self.doc(p.doc).ns != ns {
-                    continue;
-                }
+            if ns.is_some_and(|ns| self.doc_ns[d] != ns) {
+                continue;
             }
-            let norm = &self.norms[d];
+            let len = &self.lens[d];
             let mut tf = 0.0;
+            let mut name_tf = 0.0;
             for f in 0..FIELDS {
-                tf += w[f] * f32::from(p.tf[f]) * norm[f];
+                if p.tf[f] > 0 {
+                    let ntf = f32::from(p.tf[f]) / (a[f] + c[f] * len[f]);
+                    tf += w[f] * ntf;
+                    if f == NAME {
+                        name_tf = ntf;
+                    }
+                }
             }
             if tf <= 0.0 {
                 continue;
             }
             let mut s = idf * tf / (k1 + tf);
-            let name_tf = f32::from(p.tf[Field::Name as usize]) * norm[Field::Name as usize];
             if name_tf > 0.0 {
                 s += name_bonus * idf * name_tf / (k1 + name_tf);
             }

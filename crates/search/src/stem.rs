@@ -9,10 +9,15 @@
 ///
 /// Words of one or two letters and anything containing a non `a-z` byte are returned as they are.
 pub fn stem(word: &str) -> String {
+    stem_owned(word.to_string())
+}
+
+/// [`stem`] reusing the word's own buffer.
+pub fn stem_owned(word: String) -> String {
     if word.len() <= 2 || !word.bytes().all(|b| b.is_ascii_lowercase()) {
-        return word.to_string();
+        return word;
     }
-    let mut w = Word { b: word.as_bytes().to_vec() };
+    let mut w = Word { b: word.into_bytes() };
     w.step1ab();
     if w.b.len() > 2 {
         w.step1c();
@@ -22,7 +27,7 @@ pub fn stem(word: &str) -> String {
         w.step5();
     }
     // Only ASCII letters were ever written into `b`, so this cannot fail; fall back defensively.
-    String::from_utf8(w.b).unwrap_or_else(|_| word.to_string())
+    String::from_utf8(w.b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The word being stemmed. The rules are phrased on prefix lengths rather than the signed

@@ -5,7 +5,10 @@
 //! (`get_weather`, `getWeather`, `get-weather`, `weather.get`, `HTMLParser`, `mp3Player`), and the
 //! joined form is kept as well so that a query naming the tool exactly still matches it.
 
-use crate::stem::stem;
+use std::sync::OnceLock;
+
+use crate::hash::FxHashSet;
+use crate::stem::stem_owned;
 
 /// Longest word kept; longer runs (base64 blobs, hashes) carry no meaning and would only bloat
 /// the dictionary.
@@ -32,6 +35,9 @@ pub fn split_words(text: &str) -> Vec<String> {
 
 /// Splits one alphanumeric run at case and digit boundaries, pushing lowercase words.
 fn split_run(run: &str, out: &mut Vec<String>) {
+    if run.is_ascii() {
+        return split_ascii_run(run.as_bytes(), out);
+    }
     let chars: Vec<char> = run.chars().collect();
     let mut start = 0;
     for i in 1..chars.len() {
@@ -50,6 +56,29 @@ fn split_run(run: &str, out: &mut Vec<String>) {
     push_word(&chars[start..], out);
 }
 
+/// [`split_run`] for the common all-ASCII case, working on bytes without collecting chars.
+fn split_ascii_run(run: &[u8], out: &mut Vec<String>) {
+    let push = |word: &[u8], out: &mut Vec<String>| {
+        let end = word.len().min(MAX_WORD_CHARS);
+        // ASCII in, ASCII out: the conversion cannot fail.
+        out.push(String::from_utf8(word[..end].to_ascii_lowercase()).unwrap_or_default());
+    };
+    let mut start = 0;
+    for i in 1..run.len() {
+        let (prev, cur) = (run[i - 1], run[i]);
+        let next_is_lower = run.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+        let boundary = (prev.is_ascii_lowercase() && cur.is_ascii_uppercase())
+            || (prev.is_ascii_alphabetic() && cur.is_ascii_digit())
+            || (prev.is_ascii_digit() && cur.is_ascii_alphabetic())
+            || (prev.is_ascii_uppercase() && cur.is_ascii_uppercase() && next_is_lower);
+        if boundary {
+            push(&run[start..i], out);
+            start = i;
+        }
+    }
+    push(&run[start..], out);
+}
+
 fn push_word(chars: &[char], out: &mut Vec<String>) {
     if chars.is_empty() {
         return;
@@ -58,7 +87,7 @@ fn push_word(chars: &[char], out: &mut Vec<String>) {
 }
 
 /// Common English function words and conversational filler that say nothing about which
-/// operation is wanted ("can you please find me ..."). Sorted, for binary search.
+/// operation is wanted ("can you please find me ..."). Kept sorted for easy reading.
 const STOPWORDS: &[&str] = &[
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
     "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
@@ -81,7 +110,8 @@ pub fn is_stopword(word: &str) -> bool {
     if let (Some(c), None) = (chars.next(), chars.next()) {
         return c.is_alphabetic();
     }
-    STOPWORDS.binary_search(&word).is_ok()
+    static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| STOPWORDS.iter().copied().collect()).contains(word)
 }
 
 /// Index terms for free text: split words, stopwords dropped, each stemmed.
@@ -89,40 +119,12 @@ pub fn is_stopword(word: &str) -> bool {
 /// If every word is a stopword (a query like "what is it"), they are kept rather than returning
 /// nothing, so such a query still ranks something.
 pub fn terms(text: &str) -> Vec<String> {
-    analyze(text).stems
-}
-
-/// Words longer than this also yield a truncation term of this many characters.
-pub const PREFIX_CHARS: usize = 5;
-
-/// Marks truncation terms, so they can never collide with a stem (stems are alphanumeric).
-pub const PREFIX_MARK: char = '~';
-
-/// The terms of one text.
-#[derive(Debug, Default, PartialEq)]
-pub struct Analyzed {
-    /// Stemmed words, stopwords dropped (see [`terms`]).
-    pub stems: Vec<String>,
-    /// For each kept word longer than [`PREFIX_CHARS`], its first [`PREFIX_CHARS`] characters
-    /// after [`PREFIX_MARK`]. Truncation conflates what the stemmer keeps apart (finance /
-    /// financial, crypto / cryptocurrency, invest / investment); it is noisier than a stem,
-    /// so it is scored as a separate, weaker term.
-    pub prefixes: Vec<String>,
-}
-
-/// Stems and truncation terms of `text`.
-pub fn analyze(text: &str) -> Analyzed {
-    let words = split_words(text);
-    let mut kept: Vec<&String> = words.iter().filter(|w| !is_stopword(w)).collect();
-    if kept.is_empty() {
-        kept = words.iter().collect();
+    let mut words = split_words(text);
+    // If every word is a stopword, keep them all.
+    if words.iter().any(|w| !is_stopword(w)) {
+        words.retain(|w| !is_stopword(w));
     }
-    let prefixes = kept
-        .iter()
-        .filter(|w| w.chars().count() > PREFIX_CHARS)
-        .map(|w| std::iter::once(PREFIX_MARK).chain(w.chars().take(PREFIX_CHARS)).collect())
-        .collect();
-    Analyzed { stems: kept.into_iter().map(|w| stem(w)).collect(), prefixes }
+    words.into_iter().map(stem_owned).collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use patchbay_search::{Centrality, Document, Feedback, Field, Hit, Ranking, SearchIndex};
+use patchbay_search::{Centrality, Document, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex};
 use serde_json::Value;
 
 /// Results looked at per query; MRR counts ranks up to this depth.
@@ -39,7 +39,7 @@ fn main() {
             "--dump" => dump = true,
             "--query" => query = args.next(),
             "-h" | "--help" => {
-                eprintln!("usage: search-eval [DATA_DIR] [--ablation] [--dump] [--set KEY=VALUE]...\n  keys: k1, name_bonus, prefix_weight, fb_docs, fb_terms, fb_weight, c_docs, c_weight, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)");
+                eprintln!("usage: search-eval [DATA_DIR] [--ablation] [--dump] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)");
                 return;
             }
             _ => dir = PathBuf::from(arg),
@@ -80,12 +80,32 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
     let mut systems: Vec<(String, Box<dyn Fn(&str) -> Vec<String>>)> = Vec::new();
     let baseline = Baseline::new(&tools);
     systems.push(("baseline BM25 name+description".into(), Box::new(move |q| baseline.search(q, DEPTH))));
+    // The same plain BM25 but with this crate's tokenizer (name splitting, stopwords, stemming):
+    // both fields weigh 1 with the textbook k1 and b, and no extras.
+    let plain = FieldWeight { weight: 1.0, b: 0.75 };
+    let off = FieldWeight { weight: 0.0, b: 0.0 };
+    let tokenized = Ranking {
+        k1: 1.2,
+        fields: [plain, off, plain, off, off],
+        feedback: None,
+        name_bonus: 0.0,
+        centrality: None,
+    };
+    let index = build(&tools, tokenized);
+    systems.push(("BM25 name+description, our tokenizer".into(), Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true)))));
     if ablation {
-        let mut no_fb = ranking.clone();
-        no_fb.feedback = None;
+        let mut no_centrality = ranking.clone();
+        no_centrality.centrality = None;
+        let mut feedback = ranking.clone();
+        feedback.feedback = Some(Feedback { docs: 3, terms: 20, weight: 0.5 });
         let mut flat_name = ranking.clone();
         flat_name.fields[Field::Name as usize] = ranking.fields[Field::Description as usize];
-        for (label, ranking) in [("patchbay, no feedback", no_fb), ("patchbay, name weighted as description", flat_name)] {
+        let variants = [
+            ("patchbay, no centrality re-ranking", no_centrality),
+            ("patchbay, name weighted as description", flat_name),
+            ("patchbay, + feedback (3 docs, 20 terms)", feedback),
+        ];
+        for (label, ranking) in variants {
             let index = build(&tools, ranking);
             systems.push((label.into(), Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true)))));
         }
@@ -125,12 +145,17 @@ fn dump_misses(dir: &Path, ranking: Ranking) -> Result<(), String> {
     Ok(())
 }
 
+/// The feedback settings, switched on with typical values if they were off.
+fn feedback(r: &mut Ranking) -> &mut Feedback {
+    r.feedback.get_or_insert(Feedback { docs: 3, terms: 20, weight: 0.5 })
+}
+
 /// Applies one `KEY=VALUE` ranking override.
 fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
     let (key, value) = setting.split_once('=').ok_or("expected KEY=VALUE")?;
     let v: f32 = value.parse().map_err(|e| format!("{e}"))?;
     if let Some(k) = key.strip_prefix("c_") {
-        let c = r.centrality.get_or_insert(Centrality { docs: 0, weight: 0.0 });
+        let c = r.centrality.get_or_insert(Centrality { docs: 15, weight: 2.0 });
         match k {
             "docs" => c.docs = v as usize,
             "weight" => c.weight = v,
@@ -138,7 +163,6 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
         }
         return Ok(());
     }
-    let fb = r.feedback.get_or_insert(Feedback { docs: 0, terms: 0, weight: 0.0 });
     let field = |name: &str| -> Result<usize, String> {
         Ok(match name {
             "name" => Field::Name,
@@ -155,11 +179,9 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
         _ => match key {
             "k1" => r.k1 = v,
             "name_bonus" => r.name_bonus = v,
-            "idf_power" => r.idf_power = v,
-            "prefix_weight" => r.prefix_weight = v,
-            "fb_docs" => fb.docs = v as usize,
-            "fb_terms" => fb.terms = v as usize,
-            "fb_weight" => fb.weight = v,
+            "fb_docs" => feedback(r).docs = v as usize,
+            "fb_terms" => feedback(r).terms = v as usize,
+            "fb_weight" => feedback(r).weight = v,
             _ => return Err(format!("unknown key {key}")),
         },
     }
@@ -195,58 +217,15 @@ fn load_queries(path: &Path) -> Result<Vec<Query>, String> {
     Ok(out)
 }
 
-/// EXPERIMENT: neighbours' descriptions as a parameter-description field.
-fn neighbours(tools: &[(String, String)], k: usize) -> Vec<String> {
-    let vecs: Vec<HashMap<String, f32>> = tools
-        .iter()
-        .map(|(n, d)| {
-            let mut m = HashMap::new();
-            for t in patchbay_search::terms(n).into_iter().chain(patchbay_search::terms(d)) {
-                *m.entry(t).or_insert(0.0) += 1.0;
-            }
-            m
-        })
-        .collect();
-    let mut df: HashMap<&str, f32> = HashMap::new();
-    for v in &vecs {
-        for t in v.keys() {
-            *df.entry(t).or_default() += 1.0;
-        }
-    }
-    let n = tools.len() as f32;
-    let w: Vec<HashMap<&str, f32>> = vecs
-        .iter()
-        .map(|v| {
-            let mut m: HashMap<&str, f32> = v.iter().map(|(t, tf)| (t.as_str(), (1.0 + tf.ln()) * (n / df[t.as_str()]).ln())).collect();
-            let norm = m.values().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
-            m.values_mut().for_each(|x| *x /= norm);
-            m
-        })
-        .collect();
-    (0..tools.len())
-        .map(|i| {
-            let mut sims: Vec<(f32, usize)> = (0..tools.len())
-                .filter(|&j| j != i)
-                .map(|j| (w[i].iter().map(|(t, x)| x * w[j].get(t).copied().unwrap_or(0.0)).sum::<f32>(), j))
-                .collect();
-            sims.sort_by(|a, b| b.0.total_cmp(&a.0));
-            sims.iter().take(k).map(|&(_, j)| format!("{} {}", tools[j].0, tools[j].1)).collect::<Vec<_>>().join(" ")
-        })
-        .collect()
-}
-
 fn build(tools: &[(String, String)], ranking: Ranking) -> SearchIndex {
-    let k: usize = std::env::var("NB").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let nb = if k > 0 { neighbours(tools, k) } else { vec![String::new(); tools.len()] };
     let docs = tools
         .iter()
-        .zip(&nb)
-        .map(|((name, description), nb)| Document {
+        .map(|(name, description)| Document {
             name: name.clone(),
             namespace: NAMESPACE.into(),
             tool: name.clone(),
             description: description.clone(),
-            params: vec![patchbay_search::Param { name: String::new(), description: nb.clone() }],
+            params: Vec::new(),
         })
         .collect();
     let mut index = SearchIndex::with_ranking(ranking);

@@ -1,0 +1,516 @@
+//! The configuration file: TOML (`patchbay.toml`), or the `{"mcpServers": {...}}` JSON that
+//! Claude Desktop, Cursor and others use. Documented field by field in `docs/config.md`.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use patchbay_server::Expose;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("upstream `{upstream}`: environment variable `{var}` is not set (used in {field})")]
+    MissingVar { upstream: String, var: String, field: String },
+    #[error("upstream `{upstream}`: {message}")]
+    Upstream { upstream: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `mcpServers` JSON files whose servers join `upstreams` (paths relative to this file;
+    /// `~` is the home directory).
+    #[serde(default)]
+    pub import: Vec<String>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Upstreams by namespace.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+/// `[server]`: the hub's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP front door. Default `127.0.0.1:7420`.
+    pub listen: String,
+    /// Which tools clients see: `meta` (the four tools), `direct` (every operation) or `both`.
+    /// Default `meta`.
+    pub expose: Expose,
+    /// Per-call timeout when the upstream sets none. Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub call_timeout: Duration,
+    /// Largest accepted request or stdio message, in bytes. Default 4194304 (4 MiB).
+    pub max_message_bytes: usize,
+    /// An HTTP session idle this long is closed. Default `30m`.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle: Duration,
+    /// `Host` header values the HTTP front door accepts. Default: loopback names only.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// How many calls of one `call` batch run at once. Default 8.
+    pub batch_concurrency: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7420".into(),
+            expose: Expose::Meta,
+            call_timeout: Duration::from_secs(60),
+            max_message_bytes: 4 * 1024 * 1024,
+            session_idle: Duration::from_secs(30 * 60),
+            allowed_hosts: None,
+            batch_concurrency: 8,
+        }
+    }
+}
+
+/// `[upstreams.NAME]`: one upstream MCP server; `NAME` is its namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Program to start for a stdio upstream.
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the program.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the program. Default: the hub's.
+    pub cwd: Option<PathBuf>,
+    /// URL of a Streamable HTTP upstream.
+    pub url: Option<String>,
+    /// HTTP headers sent to the upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Whether operation names carry `NAME.`; `false` keeps bare tool names. Default `true`.
+    #[serde(default = "yes")]
+    pub prefix: bool,
+    /// Per-call timeout for this upstream. Default: `server.call_timeout`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub call_timeout: Option<Duration>,
+    /// Longest wait for the upstream's `initialize` and `tools/list`. Default `30s`.
+    #[serde(default = "startup_default", deserialize_with = "duration")]
+    pub startup_timeout: Duration,
+    /// Set `false` to keep the entry but not start it. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn startup_default() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like \"10s\" or \"5m\": {e}")))
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// One entry of a `{"mcpServers": {...}}` file, as Claude Desktop, Cursor and others write it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct McpServerEntry {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct McpServersFile {
+    mcp_servers: BTreeMap<String, McpServerEntry>,
+}
+
+/// The embedded default: one demo upstream, served by this very binary (`patchbay demo-server`).
+pub fn embedded_default() -> Config {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "patchbay".into());
+    let mut upstreams = BTreeMap::new();
+    upstreams.insert(
+        "demo".to_owned(),
+        UpstreamConfig {
+            command: Some(exe),
+            args: vec!["demo-server".into()],
+            ..UpstreamConfig::empty()
+        },
+    );
+    Config { upstreams, ..Config::default() }
+}
+
+impl UpstreamConfig {
+    fn empty() -> Self {
+        Self {
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            headers: BTreeMap::new(),
+            prefix: true,
+            call_timeout: None,
+            startup_timeout: startup_default(),
+            enabled: true,
+        }
+    }
+}
+
+/// Where a configuration came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Embedded => f.write_str("the embedded demo configuration"),
+        }
+    }
+}
+
+/// Finds the configuration: `--config`, else `./patchbay.toml`, else the user config dir
+/// (`$XDG_CONFIG_HOME/patchbay/patchbay.toml` or `~/.config/patchbay/patchbay.toml`), else the
+/// embedded default.
+pub fn locate(explicit: Option<&Path>) -> Source {
+    if let Some(p) = explicit {
+        return Source::File(p.to_path_buf());
+    }
+    let local = PathBuf::from("patchbay.toml");
+    if local.is_file() {
+        return Source::File(local);
+    }
+    if let Some(dir) = user_config_dir() {
+        let p = dir.join("patchbay").join("patchbay.toml");
+        if p.is_file() {
+            return Source::File(p);
+        }
+    }
+    Source::Embedded
+}
+
+fn user_config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".config")))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Loads, imports, expands `${VAR}` and validates.
+pub fn load(source: &Source) -> Result<Config, ConfigError> {
+    let mut config = match source {
+        Source::Embedded => embedded_default(),
+        Source::File(path) => load_file(path)?,
+    };
+    expand_all(&mut config, &|name| std::env::var(name).ok())?;
+    validate(&config)?;
+    Ok(config)
+}
+
+fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with('{');
+    if is_json {
+        let mut config = Config::default();
+        merge_mcp_servers(&mut config, path, &text)?;
+        return Ok(config);
+    }
+    let mut config: Config = toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for import in config.import.clone() {
+        let p = resolve_path(base, &import);
+        let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        merge_mcp_servers(&mut config, &p, &text)?;
+    }
+    Ok(config)
+}
+
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+fn merge_mcp_servers(config: &mut Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+    let file: McpServersFile = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: format!("expected {{\"mcpServers\": {{...}}}}: {e}"),
+    })?;
+    for (name, entry) in file.mcp_servers {
+        let namespace = namespace_for(&name);
+        if config.upstreams.contains_key(&namespace) {
+            return Err(ConfigError::Invalid(format!(
+                "{}: server `{name}` would use namespace `{namespace}`, which is already configured",
+                path.display()
+            )));
+        }
+        if let Some(kind) = entry.kind.as_deref()
+            && !matches!(kind, "stdio" | "http" | "streamable-http" | "streamableHttp" | "sse")
+        {
+            return Err(ConfigError::Invalid(format!("{}: server `{name}` has unknown type `{kind}`", path.display())));
+        }
+        config.upstreams.insert(
+            namespace,
+            UpstreamConfig {
+                command: entry.command,
+                args: entry.args,
+                env: entry.env,
+                cwd: entry.cwd,
+                url: entry.url,
+                headers: entry.headers,
+                enabled: !entry.disabled,
+                ..UpstreamConfig::empty()
+            },
+        );
+    }
+    Ok(())
+}
+
+/// `mcpServers` keys are free text; namespaces are not. Rewrites deterministically.
+fn namespace_for(name: &str) -> String {
+    let mut ns: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .take(64)
+        .collect();
+    if ns.is_empty() {
+        ns.push('_');
+    }
+    ns
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string that reaches an upstream.
+/// `$${` stands for a literal `${`.
+pub fn expand_all(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    for (name, up) in &mut config.upstreams {
+        if !up.enabled {
+            continue;
+        }
+        let ctx = |field: String| (name.clone(), field);
+        if let Some(c) = &mut up.command {
+            *c = expand(c, lookup, ctx("command".into()))?;
+        }
+        for (i, a) in up.args.iter_mut().enumerate() {
+            *a = expand(a, lookup, ctx(format!("args[{i}]")))?;
+        }
+        for (k, v) in up.env.iter_mut() {
+            *v = expand(v, lookup, ctx(format!("env.{k}")))?;
+        }
+        for (k, v) in up.headers.iter_mut() {
+            *v = expand(v, lookup, ctx(format!("headers.{k}")))?;
+        }
+        if let Some(u) = &mut up.url {
+            *u = expand(u, lookup, ctx("url".into()))?;
+        }
+    }
+    Ok(())
+}
+
+fn expand(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    (upstream, field): (String, String),
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            return Err(ConfigError::Upstream { upstream, message: format!("unclosed `${{` in {field}") });
+        };
+        let spec = &body[..end];
+        let (var, default) = match spec.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (spec, None),
+        };
+        if var.starts_with("actor.") {
+            return Err(ConfigError::Upstream {
+                upstream,
+                message: format!("`${{{var}}}` in {field}: actor secrets need identity, which this build does not have yet"),
+            });
+        }
+        match lookup(var).or_else(|| default.map(str::to_owned)) {
+            Some(v) => out.push_str(&v),
+            None => return Err(ConfigError::MissingVar { upstream, var: var.to_owned(), field }),
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    if config.server.batch_concurrency == 0 {
+        return Err(ConfigError::Invalid("server.batch_concurrency must be at least 1".into()));
+    }
+    if config.server.max_message_bytes < 1024 {
+        return Err(ConfigError::Invalid("server.max_message_bytes must be at least 1024".into()));
+    }
+    for (name, up) in &config.upstreams {
+        if !patchbay_core::name::is_valid_namespace(name) {
+            return Err(ConfigError::Upstream {
+                upstream: name.clone(),
+                message: "a namespace may hold letters, digits, `_` and `-` (no dots), at most 64".into(),
+            });
+        }
+        match (&up.command, &up.url) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Upstream { upstream: name.clone(), message: "set `command` or `url`, not both".into() });
+            }
+            (None, None) => {
+                return Err(ConfigError::Upstream { upstream: name.clone(), message: "set `command` (stdio) or `url` (HTTP)".into() });
+            }
+            (None, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError::Upstream { upstream: name.clone(), message: format!("`url` must start with http:// or https://, not `{url}`") });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let mut c = parse(r#"
+[server]
+listen = "127.0.0.1:7420"
+expose = "meta"
+call_timeout = "60s"
+
+[upstreams.github]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-github"]
+env = { GITHUB_TOKEN = "${TOKEN}" }
+
+[upstreams.docs]
+url = "https://example.com/mcp"
+headers = { Authorization = "Bearer ${TOKEN}" }
+call_timeout = "10s"
+
+[upstreams.ref]
+command = "node"
+args = ["server.js"]
+prefix = false
+"#);
+        expand_all(&mut c, &vars).unwrap();
+        validate(&c).unwrap();
+        assert_eq!(c.upstreams["github"].env["GITHUB_TOKEN"], "s3cret");
+        assert_eq!(c.upstreams["docs"].headers["Authorization"], "Bearer s3cret");
+        assert_eq!(c.upstreams["docs"].call_timeout, Some(Duration::from_secs(10)));
+        assert!(!c.upstreams["ref"].prefix);
+        assert!(c.upstreams["github"].prefix);
+        assert_eq!(c.server.expose, Expose::Meta);
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let mut c = parse("[upstreams.gh]\ncommand = \"x\"\nenv = { T = \"${NOPE}\" }\n");
+        let e = expand_all(&mut c, &vars).unwrap_err().to_string();
+        assert!(e.contains("NOPE") && e.contains("gh") && e.contains("env.T"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_literals() {
+        let up = ("u".to_owned(), "f".to_owned());
+        assert_eq!(expand("${NOPE:-x}/${TOKEN}", &vars, up.clone()).unwrap(), "x/s3cret");
+        assert_eq!(expand("$${TOKEN} $5", &vars, up).unwrap(), "${TOKEN} $5");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"").is_err());
+        assert!(toml::from_str::<Config>("[server]\ncall_timeout = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn mcp_servers_json_is_accepted_unchanged() {
+        let mut c = Config::default();
+        let json = r#"{"mcpServers": {
+            "filesystem": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+            "my.remote": {"url": "https://example.com/mcp", "type": "http"},
+            "off": {"command": "x", "disabled": true}
+        }}"#;
+        merge_mcp_servers(&mut c, Path::new("mcp.json"), json).unwrap();
+        assert_eq!(c.upstreams["filesystem"].args.len(), 3);
+        assert_eq!(c.upstreams["my_remote"].url.as_deref(), Some("https://example.com/mcp"));
+        assert!(!c.upstreams["off"].enabled);
+        validate(&c).unwrap();
+    }
+
+    #[test]
+    fn both_or_neither_transport_is_an_error() {
+        let c = parse("[upstreams.a]\ncommand = \"x\"\nurl = \"http://y\"\n");
+        assert!(validate(&c).is_err());
+        let c = parse("[upstreams.a]\nargs = []\n");
+        assert!(validate(&c).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Builds a running hub from a configuration: registry, dispatcher and one supervisor per
+//! upstream, all started at once; none waits for another.
+
+use std::{sync::Arc, time::Duration};
+
+use patchbay_core::{DispatchSettings, Dispatcher, NamespaceSettings, Registry, UpstreamState};
+use patchbay_providers::{HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream};
+use patchbay_server::HubState;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+pub struct Hub {
+    pub state: Arc<HubState>,
+    pub shutdown: CancellationToken,
+    supervisors: Vec<JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Registers every enabled upstream and starts its supervisor. Returns at once.
+    pub fn start(config: &Config) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let shutdown = CancellationToken::new();
+        let mut supervisors = Vec::new();
+        for (namespace, up) in config.upstreams.iter().filter(|(_, u)| u.enabled) {
+            let transport = match (&up.command, &up.url) {
+                (Some(command), _) => UpstreamTransport::Stdio(StdioSpec {
+                    command: command.clone(),
+                    args: up.args.clone(),
+                    env: up.env.clone(),
+                    cwd: up.cwd.clone(),
+                }),
+                (None, Some(url)) => UpstreamTransport::Http(HttpSpec { url: url.clone(), headers: up.headers.clone() }),
+                (None, None) => unreachable!("validated"),
+            };
+            let provider = McpProvider::new(namespace);
+            let handle = registry.register(
+                namespace,
+                NamespaceSettings { prefix: up.prefix, call_timeout: up.call_timeout },
+                provider.clone(),
+            )?;
+            let mut spec = UpstreamSpec::new(namespace.clone(), transport);
+            spec.startup_timeout = up.startup_timeout;
+            supervisors.push(start_upstream(spec, provider, handle, shutdown.child_token()));
+        }
+        let dispatcher = Dispatcher::new(
+            registry,
+            DispatchSettings {
+                call_timeout: config.server.call_timeout,
+                batch_concurrency: config.server.batch_concurrency,
+            },
+        );
+        let state = Arc::new(HubState { dispatcher, expose: config.server.expose });
+        Ok(Self { state, shutdown, supervisors })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.state.dispatcher.registry()
+    }
+
+    /// Waits until no upstream is still starting, or `limit` passes.
+    pub async fn settle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.registry().statuses().iter().all(|s| s.state != UpstreamState::Starting) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every upstream (and every child process) and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.supervisors {
+            let _ = task.await;
+        }
+    }
+}
