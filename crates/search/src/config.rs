@@ -84,19 +84,37 @@ impl Default for Ranking {
             k1: 3.0,
             fields: [
                 // A word in the name is the strongest signal of what a tool does.
-                FieldWeight { weight: 3.0, b: 0.3 },
-                FieldWeight { weight: 1.0, b: 0.0 },
+                FieldWeight {
+                    weight: 3.0,
+                    b: 0.3,
+                },
+                FieldWeight {
+                    weight: 1.0,
+                    b: 0.0,
+                },
                 // Full length normalisation: a word in a one-line description says more about
                 // the tool than the same word somewhere in a page of usage notes.
-                FieldWeight { weight: 1.0, b: 1.0 },
-                FieldWeight { weight: 1.0, b: 0.5 },
-                FieldWeight { weight: 0.5, b: 0.75 },
+                FieldWeight {
+                    weight: 1.0,
+                    b: 1.0,
+                },
+                FieldWeight {
+                    weight: 1.0,
+                    b: 0.5,
+                },
+                FieldWeight {
+                    weight: 0.5,
+                    b: 0.75,
+                },
             ],
             // Off by default: on the dev set it moved Recall@5 by under a point while costing
             // Recall@1 and two-tool queries (it pulls the ranking towards one topic).
             feedback: None,
             name_bonus: 1.0,
-            centrality: Some(Centrality { docs: 15, weight: 2.0 }),
+            centrality: Some(Centrality {
+                docs: 15,
+                weight: 2.0,
+            }),
         }
     }
 }

@@ -6,10 +6,10 @@
 //! the new ones; other namespaces' postings are never rebuilt. Global statistics (document count,
 //! summed field lengths) are running totals; document frequency is a postings list's length.
 
+use crate::Document;
 use crate::config::{FIELDS, Field, Ranking};
 use crate::hash::FxHashMap;
 use crate::tokenize::terms;
-use crate::Document;
 
 /// Index of a document slot.
 pub(crate) type DocId = u32;
@@ -76,7 +76,10 @@ impl SearchIndex {
 
     /// An empty index with the given ranking parameters.
     pub fn with_ranking(ranking: Ranking) -> Self {
-        Self { ranking, ..Self::default() }
+        Self {
+            ranking,
+            ..Self::default()
+        }
     }
 
     /// The ranking parameters in use.
@@ -146,7 +149,10 @@ impl SearchIndex {
         if let Some(&id) = self.ns_ids.get(name) {
             return id;
         }
-        let entry = Namespace { name: name.into(), docs: Vec::new() };
+        let entry = Namespace {
+            name: name.into(),
+            docs: Vec::new(),
+        };
         let id = match self.free_namespaces.pop() {
             Some(id) => {
                 self.namespaces[id as usize] = Some(entry);
@@ -183,7 +189,11 @@ impl SearchIndex {
 
     /// Tokenizes and indexes one document, returning its id.
     fn add_doc(&mut self, ns: NsId, namespace: &str, doc: &Document) -> DocId {
-        let tool = if doc.tool.is_empty() { &doc.name } else { &doc.tool };
+        let tool = if doc.tool.is_empty() {
+            &doc.name
+        } else {
+            &doc.tool
+        };
         let mut fields: [Vec<String>; FIELDS] = Default::default();
         fields[Field::Name as usize] = terms(tool);
         fields[Field::Namespace as usize] = terms(namespace);
@@ -193,17 +203,18 @@ impl SearchIndex {
             fields[Field::ParamDescription as usize].extend(terms(&p.description));
         }
 
-        // Term frequencies per field, gathered in a small map keyed by term id.
-        let mut tfs: FxHashMap<TermId, [u16; FIELDS]> = FxHashMap::default();
+        // Term frequencies per field: (term, field) pairs, sorted so equal terms are adjacent.
+        // Cheaper than a map for the hundred-odd words of a typical tool.
+        let mut occurrences: Vec<(TermId, u8)> =
+            Vec::with_capacity(fields.iter().map(Vec::len).sum());
         let mut len = [0u32; FIELDS];
         for (f, words) in fields.iter().enumerate() {
             len[f] = u32::try_from(words.len()).unwrap_or(u32::MAX);
             for w in words {
-                let t = self.term_id(w);
-                let tf = tfs.entry(t).or_default();
-                tf[f] = tf[f].saturating_add(1);
+                occurrences.push((self.term_id(w), f as u8));
             }
         }
+        occurrences.sort_unstable();
 
         let id = match self.free_docs.pop() {
             Some(id) => id,
@@ -214,15 +225,19 @@ impl SearchIndex {
                 (self.docs.len() - 1) as DocId
             }
         };
-        let mut term_list: Vec<(TermId, u16)> = Vec::with_capacity(tfs.len());
+        let mut term_list: Vec<(TermId, u16)> = Vec::new();
         let mut total_len = 0u32;
-        for (t, tf) in tfs {
-            let total = tf.iter().fold(0u16, |a, &b| a.saturating_add(b));
+        for group in occurrences.chunk_by(|a, b| a.0 == b.0) {
+            let t = group[0].0;
+            let mut tf = [0u16; FIELDS];
+            for &(_, f) in group {
+                tf[f as usize] = tf[f as usize].saturating_add(1);
+            }
+            let total = u16::try_from(group.len()).unwrap_or(u16::MAX);
             total_len += u32::from(total);
             term_list.push((t, total));
             self.postings[t as usize].push(Posting { doc: id, tf });
         }
-        term_list.sort_unstable_by_key(|&(t, _)| t);
         for (sum, l) in self.len_sums.iter_mut().zip(len) {
             *sum += u64::from(l);
         }
@@ -241,14 +256,20 @@ impl SearchIndex {
     /// Removes the documents of `namespace` and the namespace itself, touching only the postings
     /// lists of terms those documents contain.
     fn remove_docs_of(&mut self, namespace: &str) {
-        let Some(ns) = self.ns_ids.remove(namespace) else { return };
-        let Some(entry) = self.namespaces.get_mut(ns as usize).and_then(Option::take) else { return };
+        let Some(ns) = self.ns_ids.remove(namespace) else {
+            return;
+        };
+        let Some(entry) = self.namespaces.get_mut(ns as usize).and_then(Option::take) else {
+            return;
+        };
         self.free_namespaces.push(ns);
 
         let mut dying = vec![false; self.docs.len()];
         let mut touched: Vec<TermId> = Vec::new();
         for &id in &entry.docs {
-            let Some(doc) = self.docs.get_mut(id as usize).and_then(Option::take) else { continue };
+            let Some(doc) = self.docs.get_mut(id as usize).and_then(Option::take) else {
+                continue;
+            };
             dying[id as usize] = true;
             touched.extend(doc.terms.iter().map(|&(t, _)| t));
             for (sum, l) in self.len_sums.iter_mut().zip(doc.len) {
@@ -282,13 +303,23 @@ impl SearchIndex {
             .map(|d| d.name.len() + d.terms.len() * size_of::<(TermId, u16)>())
             .sum::<usize>()
             + self.docs.capacity() * size_of::<Option<Doc>>();
-        let postings: usize = self.postings.iter().map(|p| p.capacity() * size_of::<Posting>()).sum::<usize>()
+        let postings: usize = self
+            .postings
+            .iter()
+            .map(|p| p.capacity() * size_of::<Posting>())
+            .sum::<usize>()
             + self.postings.capacity() * size_of::<Vec<Posting>>();
         let dict: usize = self.term_names.iter().map(|t| 2 * t.len()).sum::<usize>()
             + self.dict.capacity() * (size_of::<Box<str>>() + size_of::<TermId>() + 1)
             + self.term_names.capacity() * size_of::<Box<str>>();
-        let norms = self.lens.capacity() * size_of::<[f32; FIELDS]>() + self.doc_ns.capacity() * size_of::<NsId>();
-        let ns: usize = self.namespaces.iter().flatten().map(|n| 2 * n.name.len() + n.docs.capacity() * 4).sum();
+        let norms = self.lens.capacity() * size_of::<[f32; FIELDS]>()
+            + self.doc_ns.capacity() * size_of::<NsId>();
+        let ns: usize = self
+            .namespaces
+            .iter()
+            .flatten()
+            .map(|n| 2 * n.name.len() + n.docs.capacity() * 4)
+            .sum();
         docs + postings + dict + norms + ns
     }
 }

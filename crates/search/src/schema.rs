@@ -25,14 +25,22 @@ fn collect(schema: &Value, depth: usize, out: &mut Vec<Param>) {
     if depth > MAX_DEPTH || out.len() >= MAX_PARAMS {
         return;
     }
-    let Some(obj) = schema.as_object() else { return };
+    let Some(obj) = schema.as_object() else {
+        return;
+    };
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
             if out.len() >= MAX_PARAMS {
                 return;
             }
-            let description = prop.get("description").and_then(Value::as_str).unwrap_or_default();
-            out.push(Param { name: name.clone(), description: description.to_string() });
+            let description = prop
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            out.push(Param {
+                name: name.clone(),
+                description: description.to_string(),
+            });
             collect(prop, depth + 1, out);
         }
     }
@@ -67,10 +75,16 @@ mod tests {
                 }}}
             }
         });
-        let mut names: Vec<String> = params_from_schema(&schema).into_iter().map(|p| p.name).collect();
+        let mut names: Vec<String> = params_from_schema(&schema)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         names.sort();
         assert_eq!(names, ["city", "label", "options", "tags", "units"]);
-        let city = params_from_schema(&schema).into_iter().find(|p| p.name == "city").unwrap();
+        let city = params_from_schema(&schema)
+            .into_iter()
+            .find(|p| p.name == "city")
+            .unwrap();
         assert_eq!(city.description, "City name");
     }
 

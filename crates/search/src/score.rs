@@ -3,10 +3,10 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::Hit;
 use crate::config::{FIELDS, Field};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::tokenize::{split_words, terms};
-use crate::Hit;
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
 /// a sentence. The first terms win, which is where a question usually states its subject.
@@ -21,7 +21,9 @@ struct Candidate<'a> {
 
 impl Ord for Candidate<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score.total_cmp(&other.score).then_with(|| other.name.cmp(self.name))
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.name.cmp(self.name))
     }
 }
 impl PartialOrd for Candidate<'_> {
@@ -45,7 +47,10 @@ struct Scores {
 
 impl Scores {
     fn new(slots: usize) -> Self {
-        Self { acc: vec![0.0; slots], touched: Vec::new() }
+        Self {
+            acc: vec![0.0; slots],
+            touched: Vec::new(),
+        }
     }
 }
 
@@ -84,20 +89,31 @@ impl SearchIndex {
         for &(t, w) in &query_terms {
             self.accumulate(t, w, ns, &mut scores);
         }
-        if let Some(fb) = self.ranking.feedback.filter(|f| f.docs > 0 && f.terms > 0 && f.weight > 0.0) {
+        if let Some(fb) = self
+            .ranking
+            .feedback
+            .filter(|f| f.docs > 0 && f.terms > 0 && f.weight > 0.0)
+        {
             let top = self.top(&scores, fb.docs, allow);
             let expansion = self.expansion(&top, &query_terms, fb.terms, fb.weight);
             for (t, w) in expansion {
                 self.accumulate(t, w, ns, &mut scores);
             }
         }
-        if let Some(c) = self.ranking.centrality.filter(|c| c.docs > 1 && c.weight > 0.0) {
+        if let Some(c) = self
+            .ranking
+            .centrality
+            .filter(|c| c.docs > 1 && c.weight > 0.0)
+        {
             let top = self.top(&scores, c.docs, allow);
             self.add_centrality(&top, c.weight, &mut scores);
         }
         self.top(&scores, limit, allow)
             .into_iter()
-            .map(|(doc, score)| Hit { name: self.doc(doc).name.to_string(), score })
+            .map(|(doc, score)| Hit {
+                name: self.doc(doc).name.to_string(),
+                score,
+            })
             .collect()
     }
 
@@ -105,7 +121,9 @@ impl SearchIndex {
     fn query_terms(&self, query: &str) -> Vec<(TermId, f32)> {
         let mut out: Vec<(TermId, f32)> = Vec::new();
         for term in terms(query) {
-            let Some(&t) = self.dict.get(term.as_str()) else { continue };
+            let Some(&t) = self.dict.get(term.as_str()) else {
+                continue;
+            };
             if let Some((_, w)) = out.iter_mut().find(|(u, _)| *u == t) {
                 *w += 1.0;
             } else if out.len() < MAX_QUERY_TERMS {
@@ -209,7 +227,10 @@ impl SearchIndex {
         if max <= 0.0 {
             return Vec::new();
         }
-        weights.into_iter().map(|(t, w)| (t, weight * w / max)).collect()
+        weights
+            .into_iter()
+            .map(|(t, w)| (t, weight * w / max))
+            .collect()
     }
 
     /// A document's tf-idf vector (sorted by term), L2-normalised.
@@ -235,7 +256,8 @@ impl SearchIndex {
         if best <= 0.0 || top.len() < 2 {
             return;
         }
-        let vectors: Vec<Vec<(TermId, f32)>> = top.iter().map(|&(d, _)| self.unit_vector(d)).collect();
+        let vectors: Vec<Vec<(TermId, f32)>> =
+            top.iter().map(|&(d, _)| self.unit_vector(d)).collect();
         let mut bonus = vec![0.0f32; top.len()];
         for i in 0..top.len() {
             for j in i + 1..top.len() {
@@ -253,7 +275,12 @@ impl SearchIndex {
     }
 
     /// The best `limit` allowed documents among those scored, best first.
-    fn top(&self, scores: &Scores, limit: usize, allow: &dyn Fn(&str) -> bool) -> Vec<(DocId, f32)> {
+    fn top(
+        &self,
+        scores: &Scores,
+        limit: usize,
+        allow: &dyn Fn(&str) -> bool,
+    ) -> Vec<(DocId, f32)> {
         let candidates = scores.touched.iter().map(|&doc| Candidate {
             score: scores.acc[doc as usize],
             name: &self.doc(doc).name,
@@ -264,7 +291,10 @@ impl SearchIndex {
 
     /// Documents of namespace `ns` (or all) in name order, score 0.
     fn browse(&self, ns: Option<NsId>, limit: usize, allow: &dyn Fn(&str) -> bool) -> Vec<Hit> {
-        let hit = |doc: DocId| Hit { name: self.doc(doc).name.to_string(), score: 0.0 };
+        let hit = |doc: DocId| Hit {
+            name: self.doc(doc).name.to_string(),
+            score: 0.0,
+        };
         match ns {
             // A namespace's list is already sorted by name.
             Some(ns) => match self.namespaces.get(ns as usize) {
@@ -280,9 +310,16 @@ impl SearchIndex {
             },
             None => {
                 let all = self.docs.iter().enumerate().filter_map(|(i, slot)| {
-                    slot.as_ref().map(|d| Candidate { score: 0.0, name: &d.name, doc: i as DocId })
+                    slot.as_ref().map(|d| Candidate {
+                        score: 0.0,
+                        name: &d.name,
+                        doc: i as DocId,
+                    })
                 });
-                take_allowed(all, limit, allow).into_iter().map(|(d, _)| hit(d)).collect()
+                take_allowed(all, limit, allow)
+                    .into_iter()
+                    .map(|(d, _)| hit(d))
+                    .collect()
             }
         }
     }

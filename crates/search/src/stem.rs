@@ -17,7 +17,9 @@ pub fn stem_owned(word: String) -> String {
     if word.len() <= 2 || !word.bytes().all(|b| b.is_ascii_lowercase()) {
         return word;
     }
-    let mut w = Word { b: word.into_bytes() };
+    let mut w = Word {
+        b: word.into_bytes(),
+    };
     w.step1ab();
     if w.b.len() > 2 {
         w.step1c();
@@ -89,7 +91,9 @@ impl Word {
 
     /// If the word ends with `suffix`, the length of what precedes it.
     fn ends(&self, suffix: &[u8]) -> Option<usize> {
-        self.b.ends_with(suffix).then(|| self.b.len() - suffix.len())
+        self.b
+            .ends_with(suffix)
+            .then(|| self.b.len() - suffix.len())
     }
 
     /// Replaces everything after `stem_len` with `to`.
@@ -143,10 +147,10 @@ impl Word {
 
     /// Terminal y to i when there is another vowel in the stem.
     fn step1c(&mut self) {
-        if let Some(stem_len) = self.ends(b"y") {
-            if self.has_vowel(stem_len) {
-                self.b[stem_len] = b'i';
-            }
+        if let Some(stem_len) = self.ends(b"y")
+            && self.has_vowel(stem_len)
+        {
+            self.b[stem_len] = b'i';
         }
     }
 
@@ -199,9 +203,16 @@ impl Word {
             b"ent", b"ion", b"ou", b"ism", b"ate", b"iti", b"ous", b"ive", b"ize",
         ];
         for suffix in SUFFIXES {
-            let Some(stem_len) = self.ends(suffix) else { continue };
+            let Some(stem_len) = self.ends(suffix) else {
+                continue;
+            };
             // -ion only counts after s or t (adoption, decision); otherwise try the next rule.
-            if *suffix == b"ion" && !matches!(stem_len.checked_sub(1).map(|i| self.b[i]), Some(b's' | b't')) {
+            if *suffix == b"ion"
+                && !matches!(
+                    stem_len.checked_sub(1).map(|i| self.b[i]),
+                    Some(b's' | b't')
+                )
+            {
                 continue;
             }
             if self.measure(stem_len) > 1 {

@@ -22,11 +22,18 @@ const MAX_WORD_CHARS: usize = 40;
 /// (`ResearchHelper` -> `research`, `helper`, `researchhelper`).
 pub fn split_words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for run in text.split(|c: char| !c.is_alphanumeric()).filter(|r| !r.is_empty()) {
+    for run in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|r| !r.is_empty())
+    {
         let before = out.len();
         split_run(run, &mut out);
         if out.len() - before > 1 {
-            let joined: String = run.chars().flat_map(char::to_lowercase).take(MAX_WORD_CHARS).collect();
+            let joined: String = run
+                .chars()
+                .flat_map(char::to_lowercase)
+                .take(MAX_WORD_CHARS)
+                .collect();
             out.push(joined);
         }
     }
@@ -83,35 +90,166 @@ fn push_word(chars: &[char], out: &mut Vec<String>) {
     if chars.is_empty() {
         return;
     }
-    out.push(chars.iter().flat_map(|c| c.to_lowercase()).take(MAX_WORD_CHARS).collect());
+    out.push(
+        chars
+            .iter()
+            .flat_map(|c| c.to_lowercase())
+            .take(MAX_WORD_CHARS)
+            .collect(),
+    );
 }
 
 /// Common English function words and conversational filler that say nothing about which
 /// operation is wanted ("can you please find me ..."). Kept sorted for easy reading.
 const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
-    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
-    "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few",
-    "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers",
-    "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its",
-    "itself", "just", "me", "might", "more", "most", "must", "my", "myself", "no", "nor", "not",
-    "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out",
-    "over", "own", "please", "same", "shall", "she", "should", "so", "some", "such", "than",
-    "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they",
-    "this", "those", "through", "to", "too", "under", "until", "up", "us", "very", "was", "we",
-    "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with",
-    "would", "you", "your", "yours", "yourself", "yourselves",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "might",
+    "more",
+    "most",
+    "must",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "please",
+    "same",
+    "shall",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "us",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
 ];
 
 /// Is `word` (lowercase) a stopword? Single letters count as stopwords: they are mostly the
 /// debris of contractions ("don't" -> "don", "t") and initials.
 pub fn is_stopword(word: &str) -> bool {
+    // No stopword is longer than this; most words are, and skip the lookup.
+    if word.len() > 10 {
+        return false;
+    }
     let mut chars = word.chars();
     if let (Some(c), None) = (chars.next(), chars.next()) {
         return c.is_alphabetic();
     }
     static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| STOPWORDS.iter().copied().collect()).contains(word)
+    SET.get_or_init(|| STOPWORDS.iter().copied().collect())
+        .contains(word)
 }
 
 /// Index terms for free text: split words, stopwords dropped, each stemmed.
@@ -138,12 +276,15 @@ mod tests {
 
     #[test]
     fn splits_identifier_styles() {
-        assert_eq!(split_words("get_weather"), ["get", "weather", "getweather"]);
+        assert_eq!(split_words("get_weather"), ["get", "weather"]);
         assert_eq!(split_words("getWeather"), ["get", "weather", "getweather"]);
         assert_eq!(split_words("get-weather.now"), ["get", "weather", "now"]);
         assert_eq!(split_words("HTMLParser"), ["html", "parser", "htmlparser"]);
         assert_eq!(split_words("mp3Player"), ["mp", "3", "player", "mp3player"]);
-        assert_eq!(split_words("ResearchHelper"), ["research", "helper", "researchhelper"]);
+        assert_eq!(
+            split_words("ResearchHelper"),
+            ["research", "helper", "researchhelper"]
+        );
         assert_eq!(split_words("plain"), ["plain"]);
     }
 
@@ -165,7 +306,10 @@ mod tests {
 
     #[test]
     fn terms_drop_stopwords_and_stem() {
-        assert_eq!(terms("Can you find me the latest papers?"), ["find", "latest", "paper"]);
+        assert_eq!(
+            terms("Can you find me the latest papers?"),
+            ["find", "latest", "paper"]
+        );
         assert_eq!(terms("I'm searching"), ["search"]);
         // All stopwords: kept, so the query is not empty.
         assert_eq!(terms("what is it"), ["what", "is", "it"]);

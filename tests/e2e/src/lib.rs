@@ -1,1 +1,289 @@
+//! The harness of Patchbay's end-to-end tests: real `patchbay` processes, real fixture
+//! upstreams, real sockets. Tests live in `tests/`, one file per area, compiled into one binary.
 
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use rmcp::{
+    ServiceExt,
+    model::{CallToolRequestParams, CallToolResult, JsonObject},
+    service::{RoleClient, RunningService},
+    transport::{StreamableHttpClientTransport, TokioChildProcess},
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// The workspace's target directory for the profile this test was built with.
+fn target_dir() -> PathBuf {
+    // .../target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Path of a workspace binary (`patchbay`, `patchbay-fixture`), building the binaries once if
+/// they are missing (the test script builds them up front).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let path = target_dir().join(name);
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let release = target_dir().ends_with("release");
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "--bins", "-p", "patchbay", "-p", "patchbay-fixture"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        });
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+pub fn patchbay() -> PathBuf {
+    bin("patchbay")
+}
+
+pub fn fixture() -> PathBuf {
+    bin("patchbay-fixture")
+}
+
+/// TOML for a stdio fixture upstream named `name`, with extra fixture flags and table lines.
+pub fn fixture_upstream(name: &str, flags: &[&str], extra: &str) -> String {
+    let args: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
+    format!(
+        "[upstreams.{name}]\ncommand = {:?}\nargs = [{}]\n{extra}\n",
+        fixture().display().to_string(),
+        args.join(", ")
+    )
+}
+
+/// A scratch directory holding a config file.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Collected stderr of a child process.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<String>>);
+
+impl Log {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn capture(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+        let log = self.0.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// A `patchbay serve` process on a free loopback port.
+pub struct Hub {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT/mcp`
+    pub url: String,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub log: Log,
+}
+
+impl Hub {
+    /// Starts `patchbay serve --config CONFIG --listen 127.0.0.1:0` and waits for its address.
+    pub async fn serve(config: &Path) -> Self {
+        Self::serve_with(config, &[]).await
+    }
+
+    pub async fn serve_with(config: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(patchbay());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start patchbay serve");
+        let log = Log::default();
+        log.capture(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("patchbay serve printed no address; log:\n{}", log.text()))
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("patchbay serve exited; log:\n{}", log.text()));
+        let url = first.strip_prefix("listening ").expect("listening line").to_owned();
+        let base = url.trim_end_matches("/mcp").to_owned();
+        Self { child, url, base, log }
+    }
+
+    /// `/readyz` as JSON.
+    pub async fn readyz(&self) -> Value {
+        reqwest::get(format!("{}/readyz", self.base)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until upstream `namespace` reports `state`.
+    pub async fn wait_state(&self, namespace: &str, state: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let r = self.readyz().await;
+            let up = r["upstreams"].as_array().unwrap().iter().find(|u| u["namespace"] == namespace).cloned();
+            if let Some(up) = up {
+                if up["state"] == state {
+                    return up;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    panic!("upstream {namespace} is {up}, not {state}; log:\n{}", self.log.text());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until every upstream is ready.
+    pub async fn wait_all_ready(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let r = self.readyz().await;
+            if r["ready"] == true {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("hub not ready: {r}; log:\n{}", self.log.text());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        http_client(&self.url).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("hub did not exit within 15 s of SIGTERM")
+            .expect("wait")
+    }
+}
+
+pub async fn http_client(url: &str) -> Client {
+    let transport = StreamableHttpClientTransport::from_uri(url);
+    ().serve(transport).await.expect("MCP client connects over HTTP")
+}
+
+/// A `patchbay stdio` process with an MCP client on its stdin/stdout.
+pub async fn stdio_client(config: &Path) -> (Client, Log) {
+    let mut cmd = Command::new(patchbay());
+    cmd.arg("stdio").arg("--config").arg(config).env("RUST_LOG", "info");
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start patchbay stdio");
+    let log = Log::default();
+    if let Some(e) = stderr {
+        log.capture(e);
+    }
+    let client = ().serve(transport).await.expect("MCP client connects over stdio");
+    (client, log)
+}
+
+pub fn args(v: Value) -> JsonObject {
+    v.as_object().cloned().expect("arguments must be an object")
+}
+
+/// Calls a tool and returns its result.
+pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    let mut p = CallToolRequestParams::new(tool.to_owned());
+    p.arguments = Some(args(arguments));
+    client.call_tool(p).await.unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+}
+
+/// Runs the meta tool `call` with one item and returns that item's entry of `results`.
+pub async fn call_one(client: &Client, tool: &str, input: Value) -> Value {
+    let r = call(client, "call", serde_json::json!({"calls": [{"tool": tool, "input": input}]})).await;
+    r.structured_content.expect("structured results")["results"][0].clone()
+}
+
+/// The text of every text block of a result, joined by newlines.
+pub fn text_of(r: &CallToolResult) -> String {
+    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+}
+
+/// Waits until `pred` holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if pred() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pred()
+}
+
+/// Whether a process with this pid is alive (and not a zombie).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+        Err(_) => false,
+    }
+}

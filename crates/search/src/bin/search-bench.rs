@@ -24,8 +24,14 @@ const LIMIT: usize = 10;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let servers = PathBuf::from(args.next().unwrap_or_else(|| "../shared/data/smithery/servers.jsonl".into()));
-    let queries = PathBuf::from(args.next().unwrap_or_else(|| "../shared/data/metatool/queries.jsonl".into()));
+    let servers = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "../shared/data/smithery/servers.jsonl".into()),
+    );
+    let queries = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "../shared/data/metatool/queries.jsonl".into()),
+    );
     let namespaces = match load_servers(&servers) {
         Ok(n) => n,
         Err(e) => {
@@ -35,7 +41,11 @@ fn main() {
     };
     let total: usize = namespaces.iter().map(|(_, d)| d.len()).sum();
     let queries = load_queries(&queries).unwrap_or_else(|| description_queries(&namespaces));
-    println!("{} namespaces, {total} operations, {} queries per size\n", namespaces.len(), queries.len());
+    println!(
+        "{} namespaces, {total} operations, {} queries per size\n",
+        namespaces.len(),
+        queries.len()
+    );
     println!(
         "{:>6} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
         "ops", "ns", "build ms", "p50 µs", "p99 µs", "ns p99 µs", "repl ms", "index MiB", "RSS MiB"
@@ -73,7 +83,11 @@ fn main() {
         }
 
         // Replace the largest namespace with a copy of itself, several times.
-        let (big_ns, big_docs) = subset.iter().max_by_key(|(_, d)| d.len()).cloned().unwrap_or_default();
+        let (big_ns, big_docs) = subset
+            .iter()
+            .max_by_key(|(_, d)| d.len())
+            .cloned()
+            .unwrap_or_default();
         let mut replaces = Vec::new();
         for _ in 0..BUILD_RUNS {
             let docs = big_docs.clone();
@@ -94,7 +108,10 @@ fn main() {
             index.heap_bytes() as f64 / (1024.0 * 1024.0),
             rss_mib(),
         );
-        println!("       (replace: namespace {big_ns:?}, {} operations)", big_docs.len());
+        println!(
+            "       (replace: namespace {big_ns:?}, {} operations)",
+            big_docs.len()
+        );
     }
 }
 
@@ -105,7 +122,9 @@ fn load_servers(path: &PathBuf) -> Result<Catalog, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out: Catalog = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         let mut ns = sanitize(v["server"].as_str().unwrap_or_default());
         // Keep namespaces unique, as a registry would.
         if out.iter().any(|(n, _)| *n == ns) {
@@ -140,7 +159,13 @@ fn sanitize(server: &str) -> String {
     let s: String = last
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() { "server".into() } else { s }
 }
@@ -177,10 +202,16 @@ fn load_queries(path: &PathBuf) -> Option<Vec<String>> {
 
 /// Fallback queries: four consecutive words from tool descriptions.
 fn description_queries(catalog: &Catalog) -> Vec<String> {
-    let words: Vec<&str> =
-        catalog.iter().flat_map(|(_, d)| d).flat_map(|d| d.description.split_whitespace()).collect();
+    let words: Vec<&str> = catalog
+        .iter()
+        .flat_map(|(_, d)| d)
+        .flat_map(|d| d.description.split_whitespace())
+        .collect();
     let step = (words.len() / QUERIES).max(1);
-    (0..QUERIES).filter_map(|i| words.get(i * step..i * step + 4)).map(|w| w.join(" ")).collect()
+    (0..QUERIES)
+        .filter_map(|i| words.get(i * step..i * step + 4))
+        .map(|w| w.join(" "))
+        .collect()
 }
 
 fn median(v: &mut [Duration]) -> Duration {

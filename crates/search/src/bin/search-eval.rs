@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use patchbay_search::{Centrality, Document, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex};
+use patchbay_search::{
+    Centrality, Document, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex,
+};
 use serde_json::Value;
 
 /// Results looked at per query; MRR counts ranks up to this depth.
@@ -39,7 +41,9 @@ fn main() {
             "--dump" => dump = true,
             "--query" => query = args.next(),
             "-h" | "--help" => {
-                eprintln!("usage: search-eval [DATA_DIR] [--ablation] [--dump] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)");
+                eprintln!(
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                );
                 return;
             }
             _ => dir = PathBuf::from(arg),
@@ -77,13 +81,22 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
         multi.len()
     );
 
-    let mut systems: Vec<(String, Box<dyn Fn(&str) -> Vec<String>>)> = Vec::new();
+    let mut systems: Vec<(String, Searcher)> = Vec::new();
     let baseline = Baseline::new(&tools);
-    systems.push(("baseline BM25 name+description".into(), Box::new(move |q| baseline.search(q, DEPTH))));
+    systems.push((
+        "baseline BM25 name+description".into(),
+        Box::new(move |q| baseline.search(q, DEPTH)),
+    ));
     // The same plain BM25 but with this crate's tokenizer (name splitting, stopwords, stemming):
     // both fields weigh 1 with the textbook k1 and b, and no extras.
-    let plain = FieldWeight { weight: 1.0, b: 0.75 };
-    let off = FieldWeight { weight: 0.0, b: 0.0 };
+    let plain = FieldWeight {
+        weight: 1.0,
+        b: 0.75,
+    };
+    let off = FieldWeight {
+        weight: 0.0,
+        b: 0.0,
+    };
     let tokenized = Ranking {
         k1: 1.2,
         fields: [plain, off, plain, off, off],
@@ -92,12 +105,19 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
         centrality: None,
     };
     let index = build(&tools, tokenized);
-    systems.push(("BM25 name+description, our tokenizer".into(), Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true)))));
+    systems.push((
+        "BM25 name+description, our tokenizer".into(),
+        Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true))),
+    ));
     if ablation {
         let mut no_centrality = ranking.clone();
         no_centrality.centrality = None;
         let mut feedback = ranking.clone();
-        feedback.feedback = Some(Feedback { docs: 3, terms: 20, weight: 0.5 });
+        feedback.feedback = Some(Feedback {
+            docs: 3,
+            terms: 20,
+            weight: 0.5,
+        });
         let mut flat_name = ranking.clone();
         flat_name.fields[Field::Name as usize] = ranking.fields[Field::Description as usize];
         let variants = [
@@ -107,24 +127,46 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
         ];
         for (label, ranking) in variants {
             let index = build(&tools, ranking);
-            systems.push((label.into(), Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true)))));
+            systems.push((
+                label.into(),
+                Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true))),
+            ));
         }
     }
-    let label = if ranking == Ranking::default() { "patchbay (default ranking)" } else { "patchbay (with --set)" };
+    let label = if ranking == Ranking::default() {
+        "patchbay (default ranking)"
+    } else {
+        "patchbay (with --set)"
+    };
     let index = build(&tools, ranking);
-    systems.push((label.into(), Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true)))));
+    systems.push((
+        label.into(),
+        Box::new(move |q| names(index.search(q, None, DEPTH, &|_| true))),
+    ));
 
     println!("queries.jsonl (one gold tool)");
-    println!("{:<40} {:>6} {:>6} {:>6} {:>6} {:>9}", "system", "R@1", "R@5", "R@10", "MRR", "ms/query");
+    println!(
+        "{:<40} {:>6} {:>6} {:>6} {:>6} {:>9}",
+        "system", "R@1", "R@5", "R@10", "MRR", "ms/query"
+    );
     for (label, search) in &systems {
         let (m, per_query) = timed(&single, search, single_metrics);
-        println!("{label:<40} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {per_query:>9.3}", m[0], m[1], m[2], m[3]);
+        println!(
+            "{label:<40} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {per_query:>9.3}",
+            m[0], m[1], m[2], m[3]
+        );
     }
     println!("\nqueries-multi.jsonl (two gold tools)");
-    println!("{:<40} {:>9} {:>6} {:>6} {:>6}", "system", "both@10", "R@5", "R@10", "MRR");
+    println!(
+        "{:<40} {:>9} {:>6} {:>6} {:>6}",
+        "system", "both@10", "R@5", "R@10", "MRR"
+    );
     for (label, search) in &systems {
         let (m, _) = timed(&multi, search, multi_metrics);
-        println!("{label:<40} {:>9.3} {:>6.3} {:>6.3} {:>6.3}", m[0], m[1], m[2], m[3]);
+        println!(
+            "{label:<40} {:>9.3} {:>6.3} {:>6.3} {:>6.3}",
+            m[0], m[1], m[2], m[3]
+        );
     }
     Ok(())
 }
@@ -137,9 +179,18 @@ fn dump_misses(dir: &Path, ranking: Ranking) -> Result<(), String> {
     let index = build(&tools, ranking);
     for q in &single {
         let ranked = names(index.search(&q.text, None, DEPTH, &|_| true));
-        let rank = q.gold.first().and_then(|g| rank_of(&ranked, g)).map_or(0, |r| r + 1);
+        let rank = q
+            .gold
+            .first()
+            .and_then(|g| rank_of(&ranked, g))
+            .map_or(0, |r| r + 1);
         if rank == 0 || rank > 5 {
-            println!("{}\t{}\t{rank}\t{}", q.text.replace(['\n', '\t'], " "), q.gold.join(","), ranked.iter().take(3).cloned().collect::<Vec<_>>().join(","));
+            println!(
+                "{}\t{}\t{rank}\t{}",
+                q.text.replace(['\n', '\t'], " "),
+                q.gold.join(","),
+                ranked.iter().take(3).cloned().collect::<Vec<_>>().join(",")
+            );
         }
     }
     Ok(())
@@ -147,7 +198,11 @@ fn dump_misses(dir: &Path, ranking: Ranking) -> Result<(), String> {
 
 /// The feedback settings, switched on with typical values if they were off.
 fn feedback(r: &mut Ranking) -> &mut Feedback {
-    r.feedback.get_or_insert(Feedback { docs: 3, terms: 20, weight: 0.5 })
+    r.feedback.get_or_insert(Feedback {
+        docs: 3,
+        terms: 20,
+        weight: 0.5,
+    })
 }
 
 /// Applies one `KEY=VALUE` ranking override.
@@ -155,7 +210,10 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
     let (key, value) = setting.split_once('=').ok_or("expected KEY=VALUE")?;
     let v: f32 = value.parse().map_err(|e| format!("{e}"))?;
     if let Some(k) = key.strip_prefix("c_") {
-        let c = r.centrality.get_or_insert(Centrality { docs: 15, weight: 2.0 });
+        let c = r.centrality.get_or_insert(Centrality {
+            docs: 15,
+            weight: 2.0,
+        });
         match k {
             "docs" => c.docs = v as usize,
             "weight" => c.weight = v,
@@ -188,6 +246,9 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A ranking under test: query in, tool names out, best first.
+type Searcher = Box<dyn Fn(&str) -> Vec<String>>;
+
 struct Query {
     text: String,
     gold: Vec<String>,
@@ -195,8 +256,11 @@ struct Query {
 
 fn load_catalog(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tools = json["tools"].as_array().ok_or_else(|| format!("{}: no \"tools\" array", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tools = json["tools"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no \"tools\" array", path.display()))?;
     Ok(tools
         .iter()
         .map(|t| {
@@ -209,10 +273,22 @@ fn load_catalog(path: &Path) -> Result<Vec<(String, String)>, String> {
 fn load_queries(path: &Path) -> Result<Vec<Query>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
-        let gold = v["gold"].as_array().map(|g| g.iter().filter_map(|x| x.as_str().map(String::from)).collect());
-        out.push(Query { text: v["query"].as_str().unwrap_or_default().to_string(), gold: gold.unwrap_or_default() });
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        let gold = v["gold"].as_array().map(|g| {
+            g.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        });
+        out.push(Query {
+            text: v["query"].as_str().unwrap_or_default().to_string(),
+            gold: gold.unwrap_or_default(),
+        });
     }
     Ok(out)
 }
@@ -252,7 +328,10 @@ fn timed(
         }
     }
     let n = queries.len().max(1) as f64;
-    (sum.map(|s| s / n), start.elapsed().as_secs_f64() * 1000.0 / n)
+    (
+        sum.map(|s| s / n),
+        start.elapsed().as_secs_f64() * 1000.0 / n,
+    )
 }
 
 fn rank_of(ranked: &[String], gold: &str) -> Option<usize> {
@@ -263,7 +342,12 @@ fn rank_of(ranked: &[String], gold: &str) -> Option<usize> {
 fn single_metrics(ranked: &[String], gold: &[String]) -> [f64; 4] {
     let rank = gold.first().and_then(|g| rank_of(ranked, g));
     let within = |k: usize| f64::from(u8::from(rank.is_some_and(|r| r < k)));
-    [within(1), within(5), within(10), rank.map_or(0.0, |r| 1.0 / (r + 1) as f64)]
+    [
+        within(1),
+        within(5),
+        within(10),
+        rank.map_or(0.0, |r| 1.0 / (r + 1) as f64),
+    ]
 }
 
 /// Both gold tools in the top 10; Recall@5 and @10 averaged over gold tools; reciprocal rank of
@@ -272,9 +356,16 @@ fn multi_metrics(ranked: &[String], gold: &[String]) -> [f64; 4] {
     let ranks: Vec<Option<usize>> = gold.iter().map(|g| rank_of(ranked, g)).collect();
     let n = ranks.len().max(1) as f64;
     let recall = |k: usize| ranks.iter().filter(|r| r.is_some_and(|r| r < k)).count() as f64 / n;
-    let both = f64::from(u8::from(!ranks.is_empty() && ranks.iter().all(|r| r.is_some_and(|r| r < 10))));
+    let both = f64::from(u8::from(
+        !ranks.is_empty() && ranks.iter().all(|r| r.is_some_and(|r| r < 10)),
+    ));
     let first = ranks.iter().flatten().min();
-    [both, recall(5), recall(10), first.map_or(0.0, |&r| 1.0 / (r + 1) as f64)]
+    [
+        both,
+        recall(5),
+        recall(10),
+        first.map_or(0.0, |&r| 1.0 / (r + 1) as f64),
+    ]
 }
 
 /// The reference point: Okapi BM25 (k1 = 1.2, b = 0.75) over one field holding the tool name
@@ -289,7 +380,9 @@ struct Baseline {
 
 impl Baseline {
     fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
     }
 
     fn new(tools: &[(String, String)]) -> Self {
@@ -308,21 +401,37 @@ impl Baseline {
             lens.push(len);
         }
         let avg = lens.iter().sum::<f32>() / lens.len().max(1) as f32;
-        Self { names: tools.iter().map(|t| t.0.clone()).collect(), postings, lens, avg }
+        Self {
+            names: tools.iter().map(|t| t.0.clone()).collect(),
+            postings,
+            lens,
+            avg,
+        }
     }
 
     fn search(&self, query: &str, limit: usize) -> Vec<String> {
         let (k1, b, n) = (1.2, 0.75, self.names.len() as f32);
         let mut acc = vec![0.0f32; self.names.len()];
         for w in Self::words(query) {
-            let Some(list) = self.postings.get(&w) else { continue };
+            let Some(list) = self.postings.get(&w) else {
+                continue;
+            };
             let idf = (1.0 + (n - list.len() as f32 + 0.5) / (list.len() as f32 + 0.5)).ln();
             for &(d, tf) in list {
-                acc[d] += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * self.lens[d] / self.avg));
+                acc[d] +=
+                    idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * self.lens[d] / self.avg));
             }
         }
         let mut ranked: Vec<usize> = (0..acc.len()).filter(|&d| acc[d] > 0.0).collect();
-        ranked.sort_by(|&a, &b| acc[b].total_cmp(&acc[a]).then_with(|| self.names[a].cmp(&self.names[b])));
-        ranked.into_iter().take(limit).map(|d| self.names[d].clone()).collect()
+        ranked.sort_by(|&a, &b| {
+            acc[b]
+                .total_cmp(&acc[a])
+                .then_with(|| self.names[a].cmp(&self.names[b]))
+        });
+        ranked
+            .into_iter()
+            .take(limit)
+            .map(|d| self.names[d].clone())
+            .collect()
     }
 }

@@ -1,0 +1,3 @@
+//! One test binary for every end-to-end area.
+
+mod hub_basics;
