@@ -113,7 +113,16 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<i32> {
     } else {
         print_human(tool, &structured, &result);
     }
-    Ok(if result.is_error == Some(true) { 1 } else { 0 })
+    let failed = result.is_error == Some(true) || (tool == "call" && call_failed(&structured));
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Whether a `call` result holds a failed call, including one whose tool reported an error
+/// (`isError`), which the batch counts as a successful call but a shell script should not.
+fn call_failed(structured: &Value) -> bool {
+    structured["results"]
+        .as_array()
+        .is_some_and(|results| results.iter().any(|r| r["success"] != true || r["result"]["isError"] == true))
 }
 
 async fn local(config: &ConfigArg, tool: &str, input: JsonObject) -> anyhow::Result<CallToolResult> {

@@ -1,12 +1,15 @@
 //! Streamable HTTP upstreams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use rmcp::{
     ServiceExt,
     service::{RoleClient, RunningService},
     transport::{
-        StreamableHttpClientTransport,
+        StreamableHttpClientTransport, common::client_side_sse::ExponentialBackoff,
         streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
@@ -33,9 +36,22 @@ pub(crate) async fn connect(
             .map_err(|_| format!("bad value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    let config = StreamableHttpClientTransportConfig::with_uri(spec.url.as_str())
+    let mut config = StreamableHttpClientTransportConfig::with_uri(spec.url.as_str())
         .custom_headers(headers)
         .max_concurrent_requests(64);
+    config.retry_config = Arc::new(stream_retry());
     let transport = StreamableHttpClientTransport::from_config(config);
     client.serve(transport).await.map_err(|e| format!("cannot connect to {}: {e}", spec.url))
+}
+
+/// How a broken SSE stream is resumed: one attempt, made at once; if the upstream does not take
+/// it, the stream ends. rmcp's default retries forever (at the server's `retry` interval, 3 s
+/// for rmcp servers), so a call in flight when the upstream died would hang until its timeout.
+/// Ending the stream fails the call as `upstream_unavailable`, and that failure makes the
+/// supervisor check the connection (see `UpstreamClient::suspect`).
+fn stream_retry() -> ExponentialBackoff {
+    let mut policy = ExponentialBackoff::default();
+    // `retry(0)` (the first, immediate resume) is always allowed; `retry(1)` is refused.
+    policy.max_times = Some(1);
+    policy
 }

@@ -12,6 +12,8 @@ use rmcp::{
     service::{Peer, PeerRequestOptions, RoleClient, ServiceError},
 };
 
+use tokio::sync::Notify;
+
 use crate::client::ProgressRoutes;
 
 /// The live half of a connection, swapped in and out by the supervisor.
@@ -19,6 +21,8 @@ use crate::client::ProgressRoutes;
 pub(crate) struct Connection {
     pub(crate) peer: Peer<RoleClient>,
     pub(crate) progress: Arc<ProgressRoutes>,
+    /// Told when a call fails at the transport level (see `UpstreamClient::suspect`).
+    pub(crate) suspect: Arc<Notify>,
 }
 
 pub struct McpProvider {
@@ -65,7 +69,7 @@ impl Provider for McpProvider {
                 .peer
                 .send_cancellable_request(request, PeerRequestOptions::no_options())
                 .await
-                .map_err(|e| service_error(&namespace, e))?;
+                .map_err(|e| conn.failed(&namespace, e))?;
             let token = handle.progress_token.clone();
             if let Some(sink) = ctx.progress.clone() {
                 conn.progress.insert(token.clone(), sink);
@@ -73,8 +77,11 @@ impl Provider for McpProvider {
             let outcome = tokio::select! {
                 response = &mut handle.rx => match response {
                     Ok(Ok(result)) => into_call_result(&namespace, result),
-                    Ok(Err(e)) => Err(service_error(&namespace, e)),
-                    Err(_) => Err(CallError::unavailable(&namespace, "the connection closed during the call")),
+                    Ok(Err(e)) => Err(conn.failed(&namespace, e)),
+                    Err(_) => {
+                        conn.suspect.notify_one();
+                        Err(CallError::unavailable(&namespace, "the connection closed during the call"))
+                    }
                 },
                 _ = ctx.ct.cancelled() => {
                     // The hub stops waiting only after the upstream has been told.
@@ -82,9 +89,25 @@ impl Provider for McpProvider {
                     Err(CallError::cancelled())
                 }
             };
+            // rmcp hands each notification to its own task, so progress the upstream sent just
+            // before its result may not have been routed yet: let those tasks run first.
+            if ctx.progress.is_some() {
+                tokio::task::yield_now().await;
+            }
             conn.progress.remove(&token);
             outcome
         })
+    }
+}
+
+impl Connection {
+    /// Maps a failed request to the caller's error, and asks the supervisor to check the
+    /// connection when the failure was the transport's rather than the upstream's answer.
+    fn failed(&self, namespace: &str, e: ServiceError) -> CallError {
+        if matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_)) {
+            self.suspect.notify_one();
+        }
+        service_error(namespace, e)
     }
 }
 

@@ -5,7 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use patchbay_core::{NamespaceHandle, RegistryError, UpstreamState};
-use rmcp::service::{Peer, RoleClient};
+use rmcp::{
+    model::{ClientRequest, PingRequest},
+    service::{Peer, RoleClient, ServiceError},
+};
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +55,11 @@ impl UpstreamSpec {
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// How long a stopping child gets after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How often an idle HTTP upstream is pinged: it has no process whose exit would tell us
+/// that it is gone.
+const HTTP_HEALTH_INTERVAL: Duration = Duration::from_secs(15);
+/// Longest wait for the answer to a health `ping`.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts supervising `spec`; the task ends (with every child stopped) when `shutdown` fires.
 pub fn start_upstream(
@@ -72,15 +80,16 @@ async fn supervise(
     let namespace: Arc<str> = spec.namespace.as_str().into();
     let mut backoff = Backoff::new(spec.backoff_initial, spec.backoff_cap);
     let mut ever_ready = false;
+    // Only the first attempt is `starting`. A retry keeps the `failed` or `restarting` state,
+    // and the detail saying why, that the last attempt left, so `/readyz`, `list` and `check`
+    // never show a failing upstream as merely starting.
+    handle.set_state(UpstreamState::Starting, None);
     loop {
-        handle.set_state(
-            if ever_ready { UpstreamState::Restarting } else { UpstreamState::Starting },
-            None,
-        );
         let client = UpstreamClient {
             namespace: namespace.clone(),
             progress: Arc::new(ProgressRoutes::default()),
             tools_changed: Arc::new(Notify::new()),
+            suspect: Arc::new(Notify::new()),
         };
         let started = Instant::now();
         let attempt = tokio::select! {
@@ -177,10 +186,16 @@ async fn serve(
         return Served::Ended { was_ready: false, healthy_for: Duration::ZERO, why };
     }
     handle.set_startup(started.elapsed());
-    provider.attach(Connection { peer: peer.clone(), progress: client.progress.clone() });
+    provider.attach(Connection {
+        peer: peer.clone(),
+        progress: client.progress.clone(),
+        suspect: client.suspect.clone(),
+    });
     handle.set_state(UpstreamState::Ready, None);
     let ready_at = Instant::now();
     tracing::info!(upstream = %spec.namespace, took = ?started.elapsed(), "upstream ready");
+    let periodic = matches!(spec.transport, UpstreamTransport::Http(_));
+    let mut health = Box::pin(watch_health(&peer, &client.suspect, periodic));
 
     let why = loop {
         tokio::select! {
@@ -189,6 +204,13 @@ async fn serve(
                     Ok(reason) => format!("connection ended ({reason:?})"),
                     Err(e) => format!("connection task failed: {e}"),
                 };
+            }
+            why = &mut health => {
+                // The connection object may still be open (rmcp's HTTP client retries its
+                // streams forever), so close it before reconnecting.
+                provider.detach();
+                stop(service_ct, waiting, pgid).await;
+                return Served::Ended { was_ready: true, healthy_for: ready_at.elapsed(), why };
             }
             _ = client.tools_changed.notified() => {
                 if let Err(why) = publish_catalog(&peer, handle).await {
@@ -206,6 +228,28 @@ async fn serve(
     provider.detach();
     kill_group(pgid, libc::SIGKILL);
     Served::Ended { was_ready: true, healthy_for: ready_at.elapsed(), why }
+}
+
+/// Resolves, with the reason, once the upstream stops answering. It is asked with a `ping`
+/// whenever a call fails at the transport level and, if `periodic`, every
+/// `HTTP_HEALTH_INTERVAL`.
+async fn watch_health(peer: &Peer<RoleClient>, suspect: &Notify, periodic: bool) -> String {
+    loop {
+        tokio::select! {
+            _ = suspect.notified() => {}
+            _ = tokio::time::sleep(HTTP_HEALTH_INTERVAL), if periodic => {}
+        }
+        let ping = peer.send_request(ClientRequest::PingRequest(PingRequest::default()));
+        match tokio::time::timeout(PING_TIMEOUT, ping).await {
+            // An error answer (say, a server without `ping`) still proves it is there.
+            Ok(Ok(_)) | Ok(Err(ServiceError::McpError(_))) => {}
+            Ok(Err(ServiceError::TransportSend(e))) => {
+                return format!("the upstream stopped answering: {}", e.error);
+            }
+            Ok(Err(e)) => return format!("the upstream stopped answering: {e}"),
+            Err(_) => return format!("no answer to ping within {PING_TIMEOUT:?}"),
+        }
+    }
 }
 
 async fn publish_catalog(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> Result<(), String> {

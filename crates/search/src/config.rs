@@ -57,6 +57,18 @@ pub struct Centrality {
     pub weight: f32,
 }
 
+/// Query expansion with related words from a general English lexicon (WordNet, see
+/// `related.rs`): each query term brings in its synonyms and derivations ("legal" -> law,
+/// "financial" -> finance) and, weaker, its broader terms ("hostel" -> hotel), as long as the
+/// index knows them. An expansion term's weight is the stated fraction of the query term's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expansion {
+    /// Weight of synonyms, derivationally related forms and pertainyms.
+    pub close: f32,
+    /// Weight of hypernyms.
+    pub broad: f32,
+}
+
 /// Everything that shapes the ranking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
@@ -74,6 +86,8 @@ pub struct Ranking {
     pub name_bonus: f32,
     /// Centrality re-ranking of the top documents; `None` disables it.
     pub centrality: Option<Centrality>,
+    /// Lexicon-based query expansion; `None` disables it.
+    pub expansion: Option<Expansion>,
 }
 
 impl Default for Ranking {
@@ -114,6 +128,11 @@ impl Default for Ranking {
             centrality: Some(Centrality {
                 docs: 15,
                 weight: 2.0,
+            }),
+            // Chosen on the even lines of the dev set; the odd half agrees (docs/search.md).
+            expansion: Some(Expansion {
+                close: 0.2,
+                broad: 0.1,
             }),
         }
     }

@@ -1,5 +1,8 @@
 //! Ranked search over operations: BM25F over name words, namespace, description and parameters,
-//! with Porter stemming, stopword removal and pseudo-relevance feedback. No I/O.
+//! with Porter stemming, stopword removal, query expansion with WordNet-related words, a
+//! separate name-match bonus and centrality re-ranking of the top results (pseudo-relevance
+//! feedback is available, off by default).
+//! No I/O.
 //!
 //! The index is updated one namespace at a time ([`SearchIndex::replace_namespace`]), which
 //! touches only that namespace's postings. How the ranking works and how well it does is in
@@ -22,12 +25,13 @@
 mod config;
 mod hash;
 mod index;
+mod related;
 mod schema;
 mod score;
 mod stem;
 mod tokenize;
 
-pub use config::{Centrality, FIELDS, Feedback, Field, FieldWeight, Ranking};
+pub use config::{Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking};
 pub use index::SearchIndex;
 pub use schema::params_from_schema;
 pub use stem::stem;

@@ -4,13 +4,17 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::Hit;
-use crate::config::{FIELDS, Field};
+use crate::config::{Expansion, FIELDS, Field};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
+use crate::related;
 use crate::tokenize::{split_words, terms};
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
 /// a sentence. The first terms win, which is where a question usually states its subject.
 const MAX_QUERY_TERMS: usize = 64;
+
+/// Lexicon expansion skips related words found in more than one document in this many.
+const MAX_RELATED_DF_DIVISOR: usize = 20;
 
 /// A scored candidate, ordered best first: higher score, then smaller name.
 struct Candidate<'a> {
@@ -81,7 +85,12 @@ impl SearchIndex {
             return self.browse(ns, limit, allow);
         }
 
-        let query_terms = self.query_terms(query);
+        let words = terms(query);
+        let mut query_terms = self.query_terms(&words);
+        if let Some(e) = self.ranking.expansion {
+            let related = self.related_terms(&words, &query_terms, e);
+            query_terms.extend(related);
+        }
         if query_terms.is_empty() {
             return Vec::new();
         }
@@ -118,9 +127,9 @@ impl SearchIndex {
     }
 
     /// Distinct known query terms with their weights (number of occurrences in the query).
-    fn query_terms(&self, query: &str) -> Vec<(TermId, f32)> {
+    fn query_terms(&self, words: &[String]) -> Vec<(TermId, f32)> {
         let mut out: Vec<(TermId, f32)> = Vec::new();
-        for term in terms(query) {
+        for term in words {
             let Some(&t) = self.dict.get(term.as_str()) else {
                 continue;
             };
@@ -130,6 +139,53 @@ impl SearchIndex {
                 out.push((t, 1.0));
             }
         }
+        out
+    }
+
+    /// Index terms related to the query's words in the lexicon (see [`Expansion`]), with
+    /// weights: `close` or `broad` for each related word the index knows and the query does not
+    /// already hold, the larger if several query words lead to it. Query words the index does
+    /// not know are expanded too ("legal" finds "law"). Related words in more than one document in
+    /// [`MAX_RELATED_DF_DIVISOR`] are skipped.
+    fn related_terms(
+        &self,
+        words: &[String],
+        query: &[(TermId, f32)],
+        e: Expansion,
+    ) -> Vec<(TermId, f32)> {
+        let table = related::table();
+        let max_df = (self.live / MAX_RELATED_DF_DIVISOR).max(1);
+        let mut out: Vec<(TermId, f32)> = Vec::new();
+        let add = |stem: &str, w: f32, out: &mut Vec<(TermId, f32)>| {
+            let Some(&t) = self.dict.get(stem) else {
+                return;
+            };
+            // A related word found in many documents would add little (low idf, reduced
+            // weight) and cost a long postings scan.
+            if self.postings[t as usize].len() > max_df || query.iter().any(|&(q, _)| q == t) {
+                return;
+            }
+            if let Some((_, old)) = out.iter_mut().find(|(u, _)| *u == t) {
+                *old = old.max(w);
+            } else if out.len() < MAX_QUERY_TERMS {
+                out.push((t, w));
+            }
+        };
+        for (i, word) in words.iter().enumerate().take(MAX_QUERY_TERMS) {
+            if words[..i].contains(word) {
+                continue;
+            }
+            let Some(entry) = table.get(word.as_str()) else {
+                continue;
+            };
+            for s in &entry.close {
+                add(s, e.close, &mut out);
+            }
+            for s in &entry.broad {
+                add(s, e.broad, &mut out);
+            }
+        }
+        out.retain(|&(_, w)| w > 0.0);
         out
     }
 

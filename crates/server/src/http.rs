@@ -18,7 +18,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::session::{HubState, Session};
+use crate::{
+    session::{HubState, Session},
+    session_end::EndingSessions,
+};
 
 /// Settings of the HTTP front door.
 #[derive(Debug, Clone)]
@@ -54,14 +57,56 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     let factory_hub = hub.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(Session::new(factory_hub.clone())),
-        Arc::new(sessions),
+        // A deleted or expired session's calls are cancelled at once (see `session_end`).
+        Arc::new(EndingSessions(sessions)),
         config,
     );
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(settings.max_body_bytes, jsonrpc_body_errors));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(hub)
-        .nest_service("/mcp", mcp)
+        .merge(mcp)
+}
+
+/// Answers a POST body that is too large or not a JSON-RPC message with a JSON-RPC error (no
+/// id), as MCP clients expect, rather than rmcp's plain text: 413 over the size limit, and 400
+/// with -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message) where rmcp would answer
+/// 415 to a body it cannot read.
+async fn jsonrpc_body_errors(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let says_json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if request.method() != axum::http::Method::POST || !says_json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        let message = format!("invalid request: the body exceeds {limit} bytes or could not be read");
+        return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, &message);
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        Err(e) => jsonrpc_error(StatusCode::BAD_REQUEST, -32700, &format!("parse error: {e}")),
+        Ok(_) => jsonrpc_error(StatusCode::BAD_REQUEST, -32600, "invalid request: the body is not a JSON-RPC message"),
+    }
+}
+
+fn jsonrpc_error(status: StatusCode, code: i32, message: &str) -> axum::response::Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, Json(body)).into_response()
 }
 
 #[derive(Deserialize)]

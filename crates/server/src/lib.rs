@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod session;
+pub mod session_end;
 pub mod stdio;
 pub mod surface;
 

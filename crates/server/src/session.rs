@@ -2,7 +2,7 @@
 //! into hub-surface calls under the session's actor policy, and keeps `direct` clients told
 //! of catalog changes.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use patchbay_core::{AllowAll, CallNode, Dispatcher, Policy, Progress, ProgressSink};
 use rmcp::{
@@ -13,8 +13,12 @@ use rmcp::{
     },
     service::{NotificationContext, Peer, RequestContext},
 };
+use tokio_util::sync::CancellationToken;
 
-use crate::surface::{self, Expose, META_TOOLS};
+use crate::{
+    session_end::SessionEnd,
+    surface::{self, Expose, META_TOOLS},
+};
 
 /// What every session of a hub shares.
 pub struct HubState {
@@ -57,11 +61,15 @@ impl Session {
     }
 }
 
-/// Forwards progress to the client's token, in order, off the caller's path.
-fn progress_sink(peer: Peer<RoleServer>, context: &RequestContext<RoleServer>) -> Option<ProgressSink> {
+/// Forwards progress to the client's token, in order, off the caller's path. The returned
+/// task ends once every clone of the sink is dropped, having sent everything it was given.
+fn progress_sink(
+    peer: Peer<RoleServer>,
+    context: &RequestContext<RoleServer>,
+) -> Option<(ProgressSink, tokio::task::JoinHandle<()>)> {
     let token = context.meta.get_progress_token()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    tokio::spawn(async move {
+    let forwarder = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
             let mut param = ProgressNotificationParam::new(token.clone(), p.progress);
             param.total = p.total;
@@ -71,9 +79,32 @@ fn progress_sink(peer: Peer<RoleServer>, context: &RequestContext<RoleServer>) -
             }
         }
     });
-    Some(Arc::new(move |p: Progress| {
+    let sink: ProgressSink = Arc::new(move |p: Progress| {
         let _ = tx.send(p);
-    }))
+    });
+    Some((sink, forwarder))
+}
+
+/// Longest wait, after a call ends, for its progress to reach the client before the result.
+const PROGRESS_DRAIN: Duration = Duration::from_millis(500);
+
+/// The token a request's call tree hangs from: cancelled when the client cancels the request,
+/// or when the session's transport ends (see `session_end`), whichever comes first.
+fn call_token(context: &RequestContext<RoleServer>) -> CancellationToken {
+    let Some(SessionEnd(end)) = context.extensions.get::<SessionEnd>() else {
+        return context.ct.clone();
+    };
+    let token = end.child_token();
+    let (request, linked) = (context.ct.clone(), token.clone());
+    // rmcp cancels the request's token once the response is sent, so this task never outlives
+    // the request.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = request.cancelled() => linked.cancel(),
+            _ = linked.cancelled() => {}
+        }
+    });
+    token
 }
 
 impl ServerHandler for Session {
@@ -121,25 +152,34 @@ impl ServerHandler for Session {
     ) -> Result<CallToolResponse, ErrorData> {
         let dispatcher = &self.hub.dispatcher;
         let policy = self.policy.as_ref();
-        let root = CallNode::root(context.ct.clone());
-        let progress = progress_sink(context.peer.clone(), &context);
+        let root = CallNode::root(call_token(&context));
+        let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
         let name = request.name.to_string();
         let args = request.arguments;
-        let result = match name.as_str() {
-            "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
-            "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
-            "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
-            "call" if self.shows_meta() => surface::call(dispatcher, policy, args, &root, progress).await,
-            _ if self.shows_direct() => {
-                surface::call_direct(dispatcher, policy, name, args, &root, progress).await
-            }
-            _ => {
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool `{name}`; this hub offers list, search, schema and call"),
-                    None,
-                ));
+        // The block owns the sink, so it is dropped when the call ends, whichever arm ran.
+        let result = {
+            let progress = progress;
+            match name.as_str() {
+                "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
+                "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
+                "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
+                "call" if self.shows_meta() => surface::call(dispatcher, policy, args, &root, progress).await,
+                _ if self.shows_direct() => {
+                    surface::call_direct(dispatcher, policy, name, args, &root, progress).await
+                }
+                _ => {
+                    return Err(ErrorData::invalid_params(
+                        format!("unknown tool `{name}`; this hub offers list, search, schema and call"),
+                        None,
+                    ));
+                }
             }
         };
+        // Progress must not arrive after the result (the client would drop it, or the stream
+        // carrying it is closed by then): let the forwarder send what the call reported.
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(PROGRESS_DRAIN, forwarder).await;
+        }
         Ok(result.into())
     }
 

@@ -287,3 +287,210 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A client handler that records the progress notifications and tool-list changes it receives.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub progress: Arc<Mutex<Vec<rmcp::model::ProgressNotificationParam>>>,
+    pub list_changed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Recorder {
+    pub fn progress(&self) -> Vec<rmcp::model::ProgressNotificationParam> {
+        self.progress.lock().unwrap().clone()
+    }
+
+    pub fn list_changed(&self) -> usize {
+        self.list_changed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
+        self.list_changed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+pub type RecordingClient = RunningService<RoleClient, Recorder>;
+
+/// An HTTP MCP client that records notifications (see [`Recorder`]).
+pub async fn recording_client(url: &str) -> (RecordingClient, Recorder) {
+    let recorder = Recorder::default();
+    let transport = StreamableHttpClientTransport::from_uri(url);
+    let client = recorder.clone().serve(transport).await.expect("MCP client connects over HTTP");
+    (client, recorder)
+}
+
+/// Like [`call`], for any client (`&client` of any handler derefs to its peer).
+pub async fn call_peer(peer: &rmcp::service::Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
+    let mut p = CallToolRequestParams::new(tool.to_owned());
+    p.arguments = Some(args(arguments));
+    peer.call_tool(p).await.unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+}
+
+/// Runs `patchbay ARGS` to completion in `cwd` with extra environment; returns (exit code,
+/// stdout, stderr). Panics if it takes longer than `limit`.
+pub async fn run_patchbay(
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(patchbay());
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null()).env_remove("PATCHBAY_CONFIG").kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("patchbay {args:?} did not finish within {limit:?}"))
+        .expect("run patchbay");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---- Helpers for the upstream and cancellation tests ----
+
+/// Milliseconds since the Unix epoch (the clock the fixture's cancel log uses).
+pub fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Lines of a fixture's `FIXTURE_CANCEL_LOG` as `(request id, unix millis)`; empty if absent.
+pub fn cancel_log(path: &Path) -> Vec<(String, u128)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next()? == "cancelled").then_some(())?;
+            let id = parts.next()?.to_owned();
+            let ms = parts.next()?.parse().ok()?;
+            Some((id, ms))
+        })
+        .collect()
+}
+
+/// Waits until a fixture's cancel log holds at least `n` lines, and returns them.
+pub async fn wait_cancel_log(path: &Path, n: usize, limit: Duration) -> Vec<(String, u128)> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let lines = cancel_log(path);
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until a `--pid-file` has been written, and returns the pid in it.
+pub async fn wait_pid_file(path: &Path, limit: Duration) -> i32 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pid file {} was never written", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `patchbay check --config CONFIG` to completion.
+pub async fn check(config: &Path) -> std::process::Output {
+    let out = Command::new(patchbay())
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("patchbay check finished within 60 s")
+        .expect("run patchbay check")
+}
+
+impl Hub {
+    /// Sends `signal` (e.g. `libc::SIGINT`) and waits for the process to exit.
+    pub async fn stop_with_signal(mut self, signal: i32) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("hub did not exit within 15 s of the signal")
+            .expect("wait")
+    }
+
+    /// The meta tool `list`'s entry for `namespace` in `namespaces`, if any.
+    pub async fn namespace_status(client: &Client, namespace: &str) -> Option<Value> {
+        let r = call(client, "list", serde_json::json!({})).await;
+        let v = r.structured_content.expect("structured list");
+        v["namespaces"].as_array()?.iter().find(|n| n["namespace"] == namespace).cloned()
+    }
+}
+
+/// A `patchbay-fixture --http` process.
+pub struct HttpFixture {
+    pub child: Child,
+    /// `http://ADDR/mcp`
+    pub url: String,
+    pub log: Log,
+}
+
+impl HttpFixture {
+    /// Starts `patchbay-fixture --http ADDR` (port 0 picks one) with extra environment.
+    pub async fn start(addr: &str, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(fixture());
+        cmd.args(["--http", addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start patchbay-fixture --http");
+        let log = Log::default();
+        log.capture(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+            .await
+            .expect("fixture printed its address")
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("fixture exited; log:\n{}", log.text()));
+        let url = first.strip_prefix("listening ").expect("listening line").to_owned();
+        Self { child, url, log }
+    }
+
+    /// `ADDR` of `http://ADDR/mcp`.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned()
+    }
+
+    /// Kills the fixture with SIGKILL and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Log {
+    /// Collects the lines of `stream` (e.g. a child's stderr) into this log.
+    pub fn collect(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+        self.capture(stream);
+    }
+}

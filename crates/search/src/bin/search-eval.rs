@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use patchbay_search::{
-    Centrality, Document, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex,
+    Centrality, Document, Expansion, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex,
 };
 use serde_json::Value;
 
@@ -26,6 +26,7 @@ fn main() {
     let mut ablation = false;
     let mut dump = false;
     let mut query: Option<String> = None;
+    let mut half: Option<usize> = None;
     let mut ranking = Ranking::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -39,10 +40,20 @@ fn main() {
             }
             "--ablation" => ablation = true,
             "--dump" => dump = true,
+            "--half" => {
+                half = match args.next().as_deref() {
+                    Some("even") => Some(0),
+                    Some("odd") => Some(1),
+                    other => {
+                        eprintln!("search-eval: --half takes even or odd, not {other:?}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -64,16 +75,31 @@ fn main() {
         }
         return;
     }
-    if let Err(e) = run(&dir, ablation, ranking) {
+    if let Err(e) = run(&dir, ablation, half, ranking) {
         eprintln!("search-eval: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
+/// Keeps the queries of one half of the file: `Some(0)` the even lines (0-based: the first, the
+/// third, ...), `Some(1)` the odd ones, `None` all. The even half is the tuning set; the odd
+/// half is held out.
+fn split_half(queries: Vec<Query>, half: Option<usize>) -> Vec<Query> {
+    match half {
+        None => queries,
+        Some(h) => queries
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == h)
+            .map(|(_, q)| q)
+            .collect(),
+    }
+}
+
+fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Result<(), String> {
     let tools = load_catalog(&dir.join("catalog.json"))?;
-    let single = load_queries(&dir.join("queries.jsonl"))?;
-    let multi = load_queries(&dir.join("queries-multi.jsonl"))?;
+    let single = split_half(load_queries(&dir.join("queries.jsonl"))?, half);
+    let multi = split_half(load_queries(&dir.join("queries-multi.jsonl"))?, half);
     println!(
         "MetaTool dev set: {} tools, {} single-tool queries, {} two-tool queries\n",
         tools.len(),
@@ -103,6 +129,7 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
         feedback: None,
         name_bonus: 0.0,
         centrality: None,
+        expansion: None,
     };
     let index = build(&tools, tokenized);
     systems.push((
@@ -118,10 +145,13 @@ fn run(dir: &Path, ablation: bool, ranking: Ranking) -> Result<(), String> {
             terms: 20,
             weight: 0.5,
         });
+        let mut no_expansion = ranking.clone();
+        no_expansion.expansion = None;
         let mut flat_name = ranking.clone();
         flat_name.fields[Field::Name as usize] = ranking.fields[Field::Description as usize];
         let variants = [
             ("patchbay, no centrality re-ranking", no_centrality),
+            ("patchbay, no lexicon expansion", no_expansion),
             ("patchbay, name weighted as description", flat_name),
             ("patchbay, + feedback (3 docs, 20 terms)", feedback),
         ];
@@ -205,6 +235,14 @@ fn feedback(r: &mut Ranking) -> &mut Feedback {
     })
 }
 
+/// The lexicon expansion settings, switched on with the default values if they were off.
+fn expansion(r: &mut Ranking) -> &mut Expansion {
+    r.expansion.get_or_insert(Expansion {
+        close: 0.2,
+        broad: 0.1,
+    })
+}
+
 /// Applies one `KEY=VALUE` ranking override.
 fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
     let (key, value) = setting.split_once('=').ok_or("expected KEY=VALUE")?;
@@ -240,6 +278,9 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
             "fb_docs" => feedback(r).docs = v as usize,
             "fb_terms" => feedback(r).terms = v as usize,
             "fb_weight" => feedback(r).weight = v,
+            "x_close" => expansion(r).close = v,
+            "x_broad" => expansion(r).broad = v,
+            "x_off" => r.expansion = None,
             _ => return Err(format!("unknown key {key}")),
         },
     }

@@ -1,0 +1,159 @@
+//! Proxy overhead: `tools/call` through `patchbay serve` (Streamable HTTP) to a stdio echo
+//! upstream, against the same calls made directly to that upstream over stdio.
+//!
+//! Run: `cargo build --release --bins && target/release/proxy-bench [--seconds 5] [--clients 1,16,64]`
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail};
+use patchbay_bench::{Figures, HttpSession, StdioPeer, measure, target_dir};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Options {
+    seconds: u64,
+    clients: Vec<usize>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options { seconds: 5, clients: vec![1, 16, 64] };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => o.seconds = args.next().context("--seconds N")?.parse()?,
+            "--clients" => {
+                o.clients = args.next().context("--clients 1,16,64")?.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => {
+                println!("proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`.");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}` (try --help)"),
+        }
+    }
+    Ok(o)
+}
+
+fn echo_call() -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hello"}}})
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let dir = target_dir();
+    let fixture = dir.join("patchbay-fixture");
+    let patchbay = dir.join("patchbay");
+    if !fixture.exists() || !patchbay.exists() {
+        bail!("build the binaries first: cargo build --release --bins");
+    }
+    if !dir.ends_with("release") {
+        eprintln!("warning: not a release build; figures will be meaningless");
+    }
+    let duration = Duration::from_secs(o.seconds);
+    let warmup = Duration::from_secs(1);
+
+    // The hub: expose = "direct", so the proxied call is the same tools/call under a new name.
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("patchbay.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nexpose = \"both\"\n[upstreams.fx]\ncommand = {:?}\n", fixture.display().to_string()),
+    )?;
+    let mut hub = tokio::process::Command::new(&patchbay)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
+    let url = lines.next_line().await?.context("hub printed no address")?;
+    let url = url.strip_prefix("listening ").context("unexpected first line")?.to_owned();
+    let base = url.trim_end_matches("/mcp").to_owned();
+    for _ in 0..200 {
+        let r: serde_json::Value = reqwest::get(format!("{base}/readyz")).await?.json().await?;
+        if r["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    println!("tools/call echo, {}s per point after 1s warm-up; 2-core machine, shared\n", o.seconds);
+    println!("| clients | direct p50 | direct p99 | direct calls/s | hub p50 | hub p99 | hub calls/s | added p50 | p50 ratio | throughput ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &o.clients {
+        let direct = {
+            let peer = StdioPeer::start(&fixture, &[]).await?;
+            let p = peer.clone();
+            let f = measure(n, warmup, duration, move |_| {
+                let p = p.clone();
+                async move { p.request(echo_call()).await.map(|_| ()) }
+            })
+            .await;
+            drop(peer);
+            f
+        };
+        let hubbed = {
+            let mut sessions = Vec::new();
+            for _ in 0..n {
+                sessions.push(Arc::new(HttpSession::open(&url).await?));
+            }
+            let sessions = Arc::new(sessions);
+            measure(n, warmup, duration, move |c| {
+                let s = sessions[c].clone();
+                async move {
+                    let mut call = echo_call();
+                    call["params"]["name"] = json!("fx.echo");
+                    let r = s.request(call).await?;
+                    if r.get("result").is_none() {
+                        bail!("call failed: {r}");
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        };
+        row(n, direct, hubbed);
+    }
+
+    // The meta surface: the same echo as one item of a `call` batch.
+    let session = Arc::new(HttpSession::open(&url).await?);
+    let meta = measure(1, warmup, duration, move |_| {
+        let s = session.clone();
+        async move {
+            let r = s
+                .request(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "call",
+                    "arguments": {"calls": [{"tool": "fx.echo", "input": {"text": "hello"}}]}}}))
+                .await?;
+            if r["result"]["structuredContent"]["results"][0]["success"] != true {
+                bail!("meta call failed: {r}");
+            }
+            Ok(())
+        }
+    })
+    .await;
+    println!("\nmeta `call` (one item), 1 client: p50 {}, p99 {}, {:.0} calls/s", us(meta.p50), us(meta.p99), meta.per_second);
+    let _ = hub.start_kill();
+    Ok(())
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn row(n: usize, d: Figures, h: Figures) {
+    let added = h.p50.as_secs_f64() - d.p50.as_secs_f64();
+    println!(
+        "| {n} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} µs | {:.2} | {:.2} |",
+        us(d.p50),
+        us(d.p99),
+        d.per_second,
+        us(h.p50),
+        us(h.p99),
+        h.per_second,
+        added * 1e6,
+        h.p50.as_secs_f64() / d.p50.as_secs_f64(),
+        h.per_second / d.per_second,
+    );
+}
