@@ -13,6 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config::Source, hub::Hub};
 
+// glibc's allocator contends between the runtime's threads under load; mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "patchbay",
@@ -157,6 +161,10 @@ async fn serve(arg: ConfigArg, listen: Option<String>) -> anyhow::Result<i32> {
     tracing::info!(%local, "serving MCP at http://{local}/mcp");
 
     let stop = http_shutdown.clone();
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to small answers.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");

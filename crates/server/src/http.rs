@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    fastpath::{FastPath, Outcome},
     session::{HubState, Session},
     session_end::EndingSessions,
 };
@@ -54,16 +55,15 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     if let Some(hosts) = &settings.allowed_hosts {
         config = config.with_allowed_hosts(hosts.clone());
     }
+    // A deleted or expired session's calls are cancelled at once (see `session_end`).
+    let sessions = Arc::new(EndingSessions::new(sessions));
+    let fast = Arc::new(FastPath::new(hub.clone(), sessions.clone(), config.allowed_hosts.clone()));
     let factory_hub = hub.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(Session::new(factory_hub.clone())),
-        // A deleted or expired session's calls are cancelled at once (see `session_end`).
-        Arc::new(EndingSessions(sessions)),
-        config,
-    );
+    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_hub.clone())), sessions, config);
+    let front = Front { fast, limit: settings.max_body_bytes };
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(settings.max_body_bytes, jsonrpc_body_errors));
+        .layer(axum::middleware::from_fn_with_state(Arc::new(front), jsonrpc_body_errors));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -71,15 +71,23 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         .merge(mcp)
 }
 
-/// Answers a POST body that is too large or not a JSON-RPC message with a JSON-RPC error (no
+/// What the `/mcp` layer needs: the fast path and the body limit.
+struct Front {
+    fast: Arc<FastPath>,
+    limit: usize,
+}
+
+/// Reads a POST body once, offers it to the fast path (see `fastpath`), and otherwise hands it
+/// to rmcp. Also answers a POST body that is too large or not a JSON-RPC message with a JSON-RPC error (no
 /// id), as MCP clients expect, rather than rmcp's plain text: 413 over the size limit, and 400
 /// with -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message) where rmcp would answer
 /// 415 to a body it cannot read.
 async fn jsonrpc_body_errors(
-    State(limit): State<usize>,
+    State(front): State<Arc<Front>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let limit = front.limit;
     let says_json = request
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -93,6 +101,9 @@ async fn jsonrpc_body_errors(
         let message = format!("invalid request: the body exceeds {limit} bytes or could not be read");
         return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, &message);
     };
+    if let Outcome::Answered(response) = front.fast.handle(&parts.headers, &bytes).await {
+        return response;
+    }
     let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
     let response = next.run(request).await;
     if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {

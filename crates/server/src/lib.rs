@@ -1,6 +1,7 @@
 //! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio) runs
 //! a [`session::Session`] per client over the shared [`session::HubState`].
 
+mod fastpath;
 pub mod http;
 pub mod session;
 pub mod session_end;

@@ -8,7 +8,8 @@ use patchbay_core::{AllowAll, CallNode, Dispatcher, Policy, Progress, ProgressSi
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+        CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+        ListToolsResult,
         PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
     },
     service::{NotificationContext, Peer, RequestContext},
@@ -47,6 +48,31 @@ impl Session {
 
     fn shows_direct(&self) -> bool {
         matches!(self.hub.expose, Expose::Direct | Expose::Both)
+    }
+
+    /// Runs tool `name` of this session's surface under `root`.
+    pub(crate) async fn run_tool(
+        &self,
+        name: String,
+        args: Option<JsonObject>,
+        root: &CallNode,
+        progress: Option<ProgressSink>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let dispatcher = &self.hub.dispatcher;
+        let policy = self.policy.as_ref();
+        Ok(match name.as_str() {
+            "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
+            "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
+            "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
+            "call" if self.shows_meta() => surface::call(dispatcher, policy, args, root, progress).await,
+            _ if self.shows_direct() => surface::call_direct(dispatcher, policy, name, args, root, progress).await,
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{name}`; this hub offers list, search, schema and call"),
+                    None,
+                ));
+            }
+        })
     }
 
     fn all_tools(&self) -> Vec<Tool> {
@@ -150,31 +176,10 @@ impl ServerHandler for Session {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let dispatcher = &self.hub.dispatcher;
-        let policy = self.policy.as_ref();
         let root = CallNode::root(call_token(&context));
         let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
-        let name = request.name.to_string();
-        let args = request.arguments;
-        // The block owns the sink, so it is dropped when the call ends, whichever arm ran.
-        let result = {
-            let progress = progress;
-            match name.as_str() {
-                "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
-                "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
-                "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
-                "call" if self.shows_meta() => surface::call(dispatcher, policy, args, &root, progress).await,
-                _ if self.shows_direct() => {
-                    surface::call_direct(dispatcher, policy, name, args, &root, progress).await
-                }
-                _ => {
-                    return Err(ErrorData::invalid_params(
-                        format!("unknown tool `{name}`; this hub offers list, search, schema and call"),
-                        None,
-                    ));
-                }
-            }
-        };
+        // `run_tool` owns the sink, so it is dropped when the call ends.
+        let result = self.run_tool(request.name.to_string(), request.arguments, &root, progress).await?;
         // Progress must not arrive after the result (the client would drop it, or the stream
         // carrying it is closed by then): let the forwarder send what the call reported.
         if let Some(forwarder) = forwarder {

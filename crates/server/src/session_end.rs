@@ -79,16 +79,42 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for EndingTransport<T> {
     }
 }
 
-/// A session manager whose sessions' transports are [`EndingTransport`]s.
-pub struct EndingSessions<M>(pub M);
+/// A session manager whose sessions' transports are [`EndingTransport`]s, and which knows
+/// each live session's end token (the HTTP fast path roots its calls under it).
+pub struct EndingSessions<M> {
+    inner: M,
+    ends: std::sync::Mutex<std::collections::HashMap<SessionId, CancellationToken>>,
+}
+
+impl<M> EndingSessions<M> {
+    pub fn new(inner: M) -> Self {
+        Self { inner, ends: Default::default() }
+    }
+
+    /// The end token of a live session; `None` once it has ended or if it never existed.
+    pub fn end_of(&self, id: &str) -> Option<CancellationToken> {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        ends.get(id).filter(|t| !t.is_cancelled()).cloned()
+    }
+
+    fn track<T>(&self, id: &SessionId, transport: &EndingTransport<T>) {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        // Ended sessions are swept here rather than on every end: cheap, and bounded by the
+        // number of sessions created.
+        ends.retain(|_, t| !t.is_cancelled());
+        ends.insert(id.clone(), transport.end.clone());
+    }
+}
 
 impl<M: SessionManager> SessionManager for EndingSessions<M> {
     type Error = M::Error;
     type Transport = EndingTransport<M::Transport>;
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        let (id, transport) = self.0.create_session().await?;
-        Ok((id, EndingTransport::new(transport)))
+        let (id, transport) = self.inner.create_session().await?;
+        let transport = EndingTransport::new(transport);
+        self.track(&id, &transport);
+        Ok((id, transport))
     }
 
     async fn initialize_session(
@@ -96,15 +122,18 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.0.initialize_session(id, message).await
+        self.inner.initialize_session(id, message).await
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        self.0.has_session(id).await
+        self.inner.has_session(id).await
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.0.close_session(id).await
+        if let Some(end) = self.ends.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            end.cancel();
+        }
+        self.inner.close_session(id).await
     }
 
     async fn create_stream(
@@ -112,18 +141,18 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.0.create_stream(id, message).await
+        self.inner.create_stream(id, message).await
     }
 
     async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
-        self.0.accept_message(id, message).await
+        self.inner.accept_message(id, message).await
     }
 
     async fn create_standalone_stream(
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.0.create_standalone_stream(id).await
+        self.inner.create_standalone_stream(id).await
     }
 
     async fn resume(
@@ -131,12 +160,16 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.0.resume(id, last_event_id).await
+        self.inner.resume(id, last_event_id).await
     }
 
     async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        Ok(match self.0.restore_session(id).await? {
-            RestoreOutcome::Restored(t) => RestoreOutcome::Restored(EndingTransport::new(t)),
+        Ok(match self.inner.restore_session(id.clone()).await? {
+            RestoreOutcome::Restored(t) => {
+                let transport = EndingTransport::new(t);
+                self.track(&id, &transport);
+                RestoreOutcome::Restored(transport)
+            }
             RestoreOutcome::AlreadyPresent => RestoreOutcome::AlreadyPresent,
             // `NotSupported`, and any outcome rmcp adds later, carries no transport.
             _ => RestoreOutcome::NotSupported,
@@ -144,6 +177,6 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
-        self.0.event_store()
+        self.inner.event_store()
     }
 }

@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
+        .envs(std::env::var("PB_HUB_THREADS").ok().map(|t| ("TOKIO_WORKER_THREADS", t)))
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
@@ -134,6 +135,37 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     println!("\nmeta `call` (one item), 1 client: p50 {}, p99 {}, {:.0} calls/s", us(meta.p50), us(meta.p99), meta.per_second);
+
+    // The front door alone: a meta `list` of one operation never reaches the upstream.
+    let session = Arc::new(HttpSession::open(&url).await?);
+    let front = measure(1, warmup, duration, move |_| {
+        let s = session.clone();
+        async move {
+            let r = s
+                .request(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list",
+                    "arguments": {"limit": 1}}}))
+                .await?;
+            if r.get("result").is_none() {
+                bail!("list failed: {r}");
+            }
+            Ok(())
+        }
+    })
+    .await;
+    println!("front door only (`list`, limit 1, no upstream), 1 client: p50 {}, p99 {}, {:.0} calls/s", us(front.p50), us(front.p99), front.per_second);
+
+    // The floor: an HTTP round trip to the hub that does no MCP work at all.
+    let client = reqwest::Client::new();
+    let health = format!("{base}/healthz");
+    let floor = measure(1, warmup, duration, move |_| {
+        let (c, u) = (client.clone(), health.clone());
+        async move {
+            c.get(&u).send().await?.bytes().await?;
+            Ok(())
+        }
+    })
+    .await;
+    println!("HTTP floor (`GET /healthz`), 1 client: p50 {}, p99 {}", us(floor.p50), us(floor.p99));
     let _ = hub.start_kill();
     Ok(())
 }
