@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// How many calls of one `call` batch run at once. Default 8.
     pub batch_concurrency: usize,
+    /// Threads serving requests; 0 picks half the CPU cores (at least 1). Default 0.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             session_idle: Duration::from_secs(30 * 60),
             allowed_hosts: None,
             batch_concurrency: 8,
+            worker_threads: 0,
         }
     }
 }

@@ -38,7 +38,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
     /// Configuration file (TOML, or mcpServers JSON).
-    #[arg(long, short = 'c', value_name = "FILE", env = "PATCHBAY_CONFIG")]
+    #[arg(long, short = 'c', value_name = "FILE", env = "PATCHBAY_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -80,21 +80,63 @@ fn main() {
         patchbay_fixture::main_with(patchbay_fixture::Args::parse_from(argv));
     }
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let code = match runtime {
-        Ok(rt) => match rt.block_on(run(cli.command)) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("patchbay: error: {e:#}");
-                2
+    let code = match prepare(cli.command) {
+        Ok(job) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(job.worker_threads())
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => match rt.block_on(run(job)) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("patchbay: error: {e:#}");
+                        2
+                    }
+                },
+                Err(e) => {
+                    eprintln!("patchbay: cannot start the runtime: {e}");
+                    2
+                }
             }
-        },
+        }
         Err(e) => {
-            eprintln!("patchbay: cannot start the runtime: {e}");
+            eprintln!("patchbay: error: {e:#}");
             2
         }
     };
     std::process::exit(code);
+}
+
+/// A command with its configuration loaded (before the runtime, which it sizes).
+enum Job {
+    Serve(config::Config, Option<String>),
+    Stdio(config::Config),
+    Other(Command),
+}
+
+impl Job {
+    fn worker_threads(&self) -> usize {
+        let configured = match self {
+            Job::Serve(c, _) | Job::Stdio(c) => c.server.worker_threads,
+            Job::Other(_) => 0,
+        };
+        if configured > 0 {
+            return configured;
+        }
+        // Half the cores: the hub shares the machine with its stdio upstreams, and fewer
+        // threads mean fewer cross-thread wake-ups per proxied call (docs/benchmarks.md).
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / 2).max(1)
+    }
+}
+
+fn prepare(command: Command) -> anyhow::Result<Job> {
+    Ok(match command {
+        Command::Serve { config, listen } => Job::Serve(load_config(&config)?, listen),
+        Command::Stdio { config } => Job::Stdio(load_config(&config)?),
+        other => Job::Other(other),
+    })
 }
 
 fn init_logging() {
@@ -109,13 +151,13 @@ fn init_logging() {
         .init();
 }
 
-async fn run(command: Command) -> anyhow::Result<i32> {
-    match command {
-        Command::Serve { config, listen } => serve(config, listen).await,
-        Command::Stdio { config } => stdio(config).await,
-        Command::Ops(args) => ops::run(args).await,
-        Command::Check { config } => check(config).await,
-        Command::DemoServer { .. } => unreachable!("handled before the runtime starts"),
+async fn run(job: Job) -> anyhow::Result<i32> {
+    match job {
+        Job::Serve(config, listen) => serve(config, listen).await,
+        Job::Stdio(config) => stdio(config).await,
+        Job::Other(Command::Ops(args)) => ops::run(args).await,
+        Job::Other(Command::Check { config }) => check(config).await,
+        Job::Other(_) => unreachable!("serve, stdio and demo-server are handled before"),
     }
 }
 
@@ -142,8 +184,7 @@ async fn shutdown_signal() {
 /// How long in-flight HTTP requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
 
-async fn serve(arg: ConfigArg, listen: Option<String>) -> anyhow::Result<i32> {
-    let config = load_config(&arg)?;
+async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result<i32> {
     let listen = listen.unwrap_or_else(|| config.server.listen.clone());
     let addr: SocketAddr = listen.parse().with_context(|| format!("`{listen}` is not an address like 127.0.0.1:7420"))?;
     let hub = Hub::start(&config)?;
@@ -181,8 +222,7 @@ async fn serve(arg: ConfigArg, listen: Option<String>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn stdio(arg: ConfigArg) -> anyhow::Result<i32> {
-    let config = load_config(&arg)?;
+async fn stdio(config: config::Config) -> anyhow::Result<i32> {
     let hub = Hub::start(&config)?;
     let shutdown = CancellationToken::new();
     tokio::select! {

@@ -14,7 +14,7 @@ use rmcp::{
     },
 };
 
-use crate::client::UpstreamClient;
+use crate::{client::UpstreamClient, sse::SseTransport};
 
 /// How to reach an HTTP upstream.
 #[derive(Debug, Clone)]
@@ -41,7 +41,24 @@ pub(crate) async fn connect(
         .max_concurrent_requests(64);
     config.retry_config = Arc::new(stream_retry());
     let transport = StreamableHttpClientTransport::from_config(config);
-    client.serve(transport).await.map_err(|e| format!("cannot connect to {}: {e}", spec.url))
+    let streamable = match client.clone().serve(transport).await {
+        Ok(service) => return Ok(service),
+        Err(e) => e,
+    };
+    // Servers of the 2024-11-05 era speak HTTP+SSE instead; try that before giving up.
+    tracing::debug!(url = %spec.url, error = %streamable, "Streamable HTTP failed; trying legacy SSE");
+    let sse = match SseTransport::connect(&spec.url, &spec.headers).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(format!("cannot connect to {}: {streamable} (legacy SSE: {e})", spec.url));
+        }
+    };
+    let service = client
+        .serve(sse)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {streamable} (legacy SSE: {e})", spec.url))?;
+    tracing::info!(url = %spec.url, "connected over legacy HTTP+SSE");
+    Ok(service)
 }
 
 /// How a broken SSE stream is resumed: one attempt, made at once; if the upstream does not take

@@ -1,11 +1,12 @@
 //! Providers: the code that talks to one source of operations. Each MCP upstream (a child
-//! process over stdio, or a server over Streamable HTTP) gets a supervisor that connects,
+//! process over stdio, or a server over Streamable HTTP or legacy HTTP+SSE) gets a supervisor that connects,
 //! fetches the catalog into the registry, re-lists on `list_changed`, and reconnects with
 //! capped exponential backoff when the connection ends.
 
 mod backoff;
 mod client;
 mod mcp;
+mod sse;
 mod stdio;
 mod http;
 mod supervisor;

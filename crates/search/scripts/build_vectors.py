@@ -81,7 +81,10 @@ def bert_forward(w, ids, heads=12, layers=6):
         p = f"encoder.layer.{i}."
 
         def lin(v, name):
-            return v @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+            # As one 2-D product, so numpy hands it to BLAS.
+            flat = v.reshape(-1, v.shape[-1])
+            out = flat @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+            return out.reshape(*v.shape[:-1], -1).astype(np.float32)
 
         q = lin(x, "attention.self.query").reshape(n, t, heads, hd).transpose(0, 2, 1, 3)
         k = lin(x, "attention.self.key").reshape(n, t, heads, hd).transpose(0, 2, 1, 3)
@@ -114,12 +117,19 @@ def main():
     cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     n = len(vocab)
 
-    emb = np.zeros((n, w["embeddings.word_embeddings.weight"].shape[1]), np.float32)
-    for start in range(0, n, BATCH):
-        ids = np.arange(start, min(n, start + BATCH))
-        seq = np.stack([np.full_like(ids, cls), ids, np.full_like(ids, sep)], 1)
-        emb[ids] = bert_forward(w, seq).mean(1)
-        print(f"{min(n, start + BATCH)}/{n}", file=sys.stderr)
+    # The forward passes take a minute or two; CACHE (an .npy path) keeps them between runs.
+    cache = os.environ.get("CACHE")
+    if cache and os.path.exists(cache):
+        emb = np.load(cache)
+    else:
+        emb = np.zeros((n, w["embeddings.word_embeddings.weight"].shape[1]), np.float32)
+        for start in range(0, n, BATCH):
+            ids = np.arange(start, min(n, start + BATCH))
+            seq = np.stack([np.full_like(ids, cls), ids, np.full_like(ids, sep)], 1)
+            emb[ids] = bert_forward(w, seq).mean(1)
+            print(f"{min(n, start + BATCH)}/{n}", file=sys.stderr)
+        if cache:
+            np.save(cache, emb)
 
     special = np.array([t.startswith("[") and t.endswith("]") for t in vocab])
     keep = ~special

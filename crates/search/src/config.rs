@@ -69,6 +69,29 @@ pub struct Expansion {
     pub broad: f32,
 }
 
+/// Semantic matching with static embeddings (see `semantic.rs`) fused with the lexical score.
+///
+/// Each document has a vector (its name's and description's unit vectors, weighted and summed,
+/// then normalised); the query has one too. The `candidates` documents most similar to the query
+/// gain `weight x (cos - floor) / (best cos - floor)` in units of the best lexical score, where
+/// `floor` is the cosine of the last of them: the most similar document gains `weight` times
+/// the best lexical score, the last candidate nothing. When no document shares a word with the
+/// query the ranking is purely semantic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Semantic {
+    /// Strength of the semantic score relative to the best lexical score.
+    pub weight: f32,
+    /// How many of the most similar documents gain semantic credit.
+    pub candidates: usize,
+    /// Weight of the name's vector in the document's, against the description's 1.
+    pub name_weight: f32,
+    /// Weight of the parameters' vector (names and descriptions) in the document's.
+    pub param_weight: f32,
+    /// Each query word's vector is weighted by `(idf / max idf)^idf_power`, idf taken from the
+    /// index as in BM25 (0: all words weigh the same).
+    pub idf_power: f32,
+}
+
 /// Everything that shapes the ranking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
@@ -88,6 +111,9 @@ pub struct Ranking {
     pub centrality: Option<Centrality>,
     /// Lexicon-based query expansion; `None` disables it.
     pub expansion: Option<Expansion>,
+    /// Semantic matching fused with the lexical score; `None` disables it (and the document
+    /// vectors are then not computed).
+    pub semantic: Option<Semantic>,
 }
 
 impl Default for Ranking {
@@ -133,6 +159,13 @@ impl Default for Ranking {
             expansion: Some(Expansion {
                 close: 0.2,
                 broad: 0.1,
+            }),
+            semantic: Some(Semantic {
+                weight: 1.0,
+                candidates: 30,
+                name_weight: 1.0,
+                param_weight: 0.5,
+                idf_power: 1.0,
             }),
         }
     }

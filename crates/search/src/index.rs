@@ -9,6 +9,7 @@
 use crate::Document;
 use crate::config::{FIELDS, Field, Ranking};
 use crate::hash::FxHashMap;
+use crate::semantic::{self, quantise};
 use crate::tokenize::terms;
 
 /// Index of a document slot.
@@ -46,7 +47,7 @@ pub(crate) struct Namespace {
 }
 
 /// A ranked, incrementally updated index of operations. See the crate docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SearchIndex {
     pub(crate) ranking: Ranking,
     pub(crate) docs: Vec<Option<Doc>>,
@@ -66,19 +67,52 @@ pub struct SearchIndex {
     pub(crate) namespaces: Vec<Option<Namespace>>,
     free_namespaces: Vec<NsId>,
     pub(crate) ns_ids: FxHashMap<Box<str>, NsId>,
+    /// Semantic document vectors: `vector_dims` i8 values per document slot, flat, unit
+    /// length after scaling by the slot's `vector_scale` (0 for a free slot, a document without
+    /// a vector, or when semantic matching is off).
+    pub(crate) vectors: Vec<i8>,
+    pub(crate) vector_scale: Vec<f32>,
+    pub(crate) vector_dims: usize,
+}
+
+impl Default for SearchIndex {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SearchIndex {
     /// An empty index with the default [`Ranking`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_ranking(Ranking::default())
     }
 
     /// An empty index with the given ranking parameters.
     pub fn with_ranking(ranking: Ranking) -> Self {
+        // Semantic vectors are only computed when the ranking uses them and the compiled-in
+        // model parses.
+        let vector_dims = match ranking.semantic {
+            Some(_) => semantic::model().map_or(0, |m| m.dims()),
+            None => 0,
+        };
         Self {
             ranking,
-            ..Self::default()
+            docs: Vec::new(),
+            free_docs: Vec::new(),
+            lens: Vec::new(),
+            doc_ns: Vec::new(),
+            live: 0,
+            len_sums: [0; FIELDS],
+            dict: FxHashMap::default(),
+            term_names: Vec::new(),
+            free_terms: Vec::new(),
+            postings: Vec::new(),
+            namespaces: Vec::new(),
+            free_namespaces: Vec::new(),
+            ns_ids: FxHashMap::default(),
+            vectors: Vec::new(),
+            vector_scale: Vec::new(),
+            vector_dims,
         }
     }
 
@@ -222,6 +256,8 @@ impl SearchIndex {
                 self.docs.push(None);
                 self.lens.push([0.0; FIELDS]);
                 self.doc_ns.push(ns);
+                self.vector_scale.push(0.0);
+                self.vectors.resize(self.vectors.len() + self.vector_dims, 0);
                 (self.docs.len() - 1) as DocId
             }
         };
@@ -243,6 +279,7 @@ impl SearchIndex {
         }
         self.lens[id as usize] = len.map(|l| l as f32);
         self.doc_ns[id as usize] = ns;
+        self.set_vector(id, tool, doc);
         self.docs[id as usize] = Some(Doc {
             name: doc.name.as_str().into(),
             len,
@@ -251,6 +288,46 @@ impl SearchIndex {
         });
         self.live += 1;
         id
+    }
+
+    /// Computes and stores document `id`'s semantic vector: the weighted sum of the unit
+    /// vectors of its name, description and parameters, normalised and quantised.
+    fn set_vector(&mut self, id: DocId, tool: &str, doc: &Document) {
+        let (Some(sem), Some(model)) = (self.ranking.semantic, semantic::model()) else {
+            return;
+        };
+        let dims = self.vector_dims;
+        if dims == 0 {
+            return;
+        }
+        let mut sum = vec![0.0f32; dims];
+        let mut part = vec![0.0f32; dims];
+        let mut add = |text: &str, weight: f32| {
+            if weight > 0.0 && model.embed(text, &mut part) {
+                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += weight * p);
+            }
+        };
+        add(tool, sem.name_weight);
+        add(&doc.description, 1.0);
+        if !doc.params.is_empty() {
+            let mut text = String::new();
+            for p in &doc.params {
+                text.push_str(&p.name);
+                text.push(' ');
+                text.push_str(&p.description);
+                text.push(' ');
+            }
+            add(&text, sem.param_weight);
+        }
+        let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 && norm.is_finite() {
+            sum.iter_mut().for_each(|x| *x /= norm);
+        }
+        let at = id as usize * dims;
+        let Some(slot) = self.vectors.get_mut(at..at + dims) else {
+            return;
+        };
+        self.vector_scale[id as usize] = quantise(&sum, slot);
     }
 
     /// Removes the documents of `namespace` and the namespace itself, touching only the postings
@@ -277,6 +354,7 @@ impl SearchIndex {
             }
             self.live -= 1;
             self.free_docs.push(id);
+            self.vector_scale[id as usize] = 0.0;
         }
         touched.sort_unstable();
         touched.dedup();
@@ -313,7 +391,9 @@ impl SearchIndex {
             + self.dict.capacity() * (size_of::<Box<str>>() + size_of::<TermId>() + 1)
             + self.term_names.capacity() * size_of::<Box<str>>();
         let norms = self.lens.capacity() * size_of::<[f32; FIELDS]>()
-            + self.doc_ns.capacity() * size_of::<NsId>();
+            + self.doc_ns.capacity() * size_of::<NsId>()
+            + self.vectors.capacity()
+            + self.vector_scale.capacity() * size_of::<f32>();
         let ns: usize = self
             .namespaces
             .iter()

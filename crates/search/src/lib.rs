@@ -28,10 +28,13 @@ mod index;
 mod related;
 mod schema;
 mod score;
+mod semantic;
 mod stem;
 mod tokenize;
 
-pub use config::{Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking};
+pub use config::{
+    Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking, Semantic,
+};
 pub use index::SearchIndex;
 pub use schema::params_from_schema;
 pub use stem::stem;

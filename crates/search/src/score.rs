@@ -4,9 +4,11 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::Hit;
-use crate::config::{Expansion, FIELDS, Field};
+use crate::config::{Expansion, FIELDS, Field, Semantic};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::related;
+use crate::stem::stem;
+use crate::semantic::{self, dot_i8, quantise};
 use crate::tokenize::{split_words, terms};
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
@@ -91,7 +93,11 @@ impl SearchIndex {
             let related = self.related_terms(&words, &query_terms, e);
             query_terms.extend(related);
         }
-        if query_terms.is_empty() {
+        let sem = self
+            .ranking
+            .semantic
+            .filter(|s| s.weight > 0.0 && s.candidates > 0 && self.vector_dims > 0);
+        if query_terms.is_empty() && sem.is_none() {
             return Vec::new();
         }
         let mut scores = Scores::new(self.docs.len());
@@ -108,6 +114,9 @@ impl SearchIndex {
             for (t, w) in expansion {
                 self.accumulate(t, w, ns, &mut scores);
             }
+        }
+        if let Some(sem) = sem {
+            self.add_semantic(query, ns, sem, &mut scores);
         }
         if let Some(c) = self
             .ranking
@@ -241,6 +250,82 @@ impl SearchIndex {
                 scores.touched.push(p.doc);
             }
             scores.acc[d] += s;
+        }
+    }
+
+    /// Fuses semantic similarity into `scores` (see [`Semantic`]): the `candidates` documents
+    /// (in the namespace filter) whose vectors are closest to the query's gain up to `weight`
+    /// times the best lexical score (or `weight` if nothing matched lexically).
+    fn add_semantic(&self, query: &str, ns: Option<NsId>, sem: Semantic, scores: &mut Scores) {
+        let dims = self.vector_dims;
+        let Some(model) = semantic::model() else {
+            return;
+        };
+        let mut q = vec![0.0f32; dims];
+        // Query words weigh their idf in the index, as in BM25: a word most descriptions use
+        // ("tool", "get", "information") says little about which one is wanted. Words the index
+        // does not know weigh as much as the rarest.
+        let n = self.live as f32;
+        let max_idf = (1.0 + (n + 0.5) / 0.5).ln();
+        let idf = |word: &str| -> f32 {
+            let power = self.ranking.semantic.map_or(0.0, |s| s.idf_power);
+            if power == 0.0 {
+                return 1.0;
+            }
+            let w = match self.dict.get(stem(word).as_str()) {
+                Some(&t) => self.idf(t),
+                None => max_idf,
+            };
+            (w / max_idf).powf(power)
+        };
+        if dims == 0 || model.dims() != dims || !model.embed_weighted(query, &idf, &mut q) {
+            return;
+        }
+        let mut qi = vec![0i8; dims];
+        let q_scale = quantise(&q, &mut qi);
+        let mut sims: Vec<(DocId, f32)> = Vec::new();
+        let mut push = |d: DocId| {
+            let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
+            let at = d as usize * dims;
+            if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
+                sims.push((d, dot_i8(&qi, v) as f32 * scale * q_scale));
+            }
+        };
+        match ns {
+            Some(ns) => {
+                if let Some(Some(entry)) = self.namespaces.get(ns as usize) {
+                    entry.docs.iter().for_each(|&d| push(d));
+                }
+            }
+            None => (0..self.vector_scale.len()).for_each(|d| push(d as DocId)),
+        }
+        let k = sem.candidates.min(sims.len());
+        if k == 0 {
+            return;
+        }
+        if k < sims.len() {
+            sims.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            sims.truncate(k);
+        }
+        let best = sims.iter().fold(f32::MIN, |m, &(_, c)| m.max(c));
+        let floor = sims.iter().fold(f32::MAX, |m, &(_, c)| m.min(c));
+        let range = best - floor;
+        if range <= 0.0 || !range.is_finite() {
+            return;
+        }
+        let lexical_best = scores
+            .touched
+            .iter()
+            .fold(0.0f32, |m, &d| m.max(scores.acc[d as usize]));
+        let unit = if lexical_best > 0.0 { lexical_best } else { 1.0 };
+        for (d, c) in sims {
+            let gain = sem.weight * unit * (c - floor) / range;
+            if gain > 0.0 {
+                if scores.acc[d as usize] == 0.0 {
+                    scores.touched.push(d);
+                }
+                scores.acc[d as usize] += gain;
+            }
         }
     }
 

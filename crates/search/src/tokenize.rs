@@ -21,6 +21,16 @@ const MAX_WORD_CHARS: usize = 40;
 /// When an alphanumeric run splits into several words, the whole run, lowercased, follows them
 /// (`ResearchHelper` -> `research`, `helper`, `researchhelper`).
 pub fn split_words(text: &str) -> Vec<String> {
+    split(text, true)
+}
+
+/// [`split_words`] without the joined forms: every word once, in order (`ResearchHelper` ->
+/// `research`, `helper`). For the semantic side, where a joined identifier is not a word.
+pub(crate) fn split_words_plain(text: &str) -> Vec<String> {
+    split(text, false)
+}
+
+fn split(text: &str, joined_forms: bool) -> Vec<String> {
     let mut out = Vec::new();
     for run in text
         .split(|c: char| !c.is_alphanumeric())
@@ -28,7 +38,7 @@ pub fn split_words(text: &str) -> Vec<String> {
     {
         let before = out.len();
         split_run(run, &mut out);
-        if out.len() - before > 1 {
+        if joined_forms && out.len() - before > 1 {
             let joined: String = run
                 .chars()
                 .flat_map(char::to_lowercase)

@@ -118,6 +118,24 @@ async fn main() -> anyhow::Result<()> {
         row(n, direct, hubbed);
     }
 
+    // The same direct calls through rmcp's client (what the hub uses upstream), for reference.
+    {
+        use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+        let client = Arc::new(().serve(TokioChildProcess::new(tokio::process::Command::new(&fixture))?).await?);
+        let c = client.clone();
+        let f = measure(1, warmup, duration, move |_| {
+            let c = c.clone();
+            async move {
+                let mut p = CallToolRequestParams::new("echo");
+                p.arguments = json!({"text": "hello"}).as_object().cloned();
+                c.call_tool(p).await?;
+                Ok(())
+            }
+        })
+        .await;
+        println!("\ndirect through rmcp's client, 1 client: p50 {}, p99 {}", us(f.p50), us(f.p99));
+    }
+
     // The meta surface: the same echo as one item of a `call` batch.
     let session = Arc::new(HttpSession::open(&url).await?);
     let meta = measure(1, warmup, duration, move |_| {

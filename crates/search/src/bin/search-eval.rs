@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use patchbay_search::{
     Centrality, Document, Expansion, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex,
+    Semantic,
 };
 use serde_json::Value;
 
@@ -53,7 +54,7 @@ fn main() {
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, s_weight, s_cands, s_name, s_params, s_idf, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -130,6 +131,7 @@ fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Res
         name_bonus: 0.0,
         centrality: None,
         expansion: None,
+        semantic: None,
     };
     let index = build(&tools, tokenized);
     systems.push((
@@ -147,11 +149,14 @@ fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Res
         });
         let mut no_expansion = ranking.clone();
         no_expansion.expansion = None;
+        let mut no_semantic = ranking.clone();
+        no_semantic.semantic = None;
         let mut flat_name = ranking.clone();
         flat_name.fields[Field::Name as usize] = ranking.fields[Field::Description as usize];
         let variants = [
             ("patchbay, no centrality re-ranking", no_centrality),
             ("patchbay, no lexicon expansion", no_expansion),
+            ("patchbay, no semantic matching", no_semantic),
             ("patchbay, name weighted as description", flat_name),
             ("patchbay, + feedback (3 docs, 20 terms)", feedback),
         ];
@@ -247,6 +252,28 @@ fn expansion(r: &mut Ranking) -> &mut Expansion {
 fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
     let (key, value) = setting.split_once('=').ok_or("expected KEY=VALUE")?;
     let v: f32 = value.parse().map_err(|e| format!("{e}"))?;
+    if let Some(k) = key.strip_prefix("s_") {
+        if k == "off" {
+            r.semantic = None;
+            return Ok(());
+        }
+        let s = r.semantic.get_or_insert(Semantic {
+            weight: 1.0,
+            candidates: 30,
+            name_weight: 1.0,
+            param_weight: 0.5,
+            idf_power: 1.0,
+        });
+        match k {
+            "weight" => s.weight = v,
+            "cands" => s.candidates = v as usize,
+            "name" => s.name_weight = v,
+            "params" => s.param_weight = v,
+            "idf" => s.idf_power = v,
+            _ => return Err(format!("unknown key {key}")),
+        }
+        return Ok(());
+    }
     if let Some(k) = key.strip_prefix("c_") {
         let c = r.centrality.get_or_insert(Centrality {
             docs: 15,

@@ -130,3 +130,44 @@ async fn server_everything_through_the_hub() {
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
 }
+
+/// An HTTP upstream that only speaks the legacy HTTP+SSE transport (server-everything's `sse`
+/// mode): the hub's Streamable HTTP attempt fails, and it falls back to SSE.
+#[tokio::test]
+async fn legacy_sse_upstream_is_reached_by_fallback() {
+    let Some(entry) = everything() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = tokio::process::Command::new("node")
+        .arg(&entry)
+        .arg("sse")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start server-everything in sse mode");
+    let log = Log::default();
+    log.collect(server.stdout.take().unwrap());
+    log.collect(server.stderr.take().unwrap());
+    assert!(log.wait_for("running on port", Duration::from_secs(20)).await, "sse server did not start: {}", log.text());
+
+    let ws = Workspace::new();
+    let config = ws.write("patchbay.toml", &format!("[upstreams.old]\nurl = \"http://127.0.0.1:{port}/sse\"\n"));
+    let hub = Hub::serve(&config).await;
+    hub.wait_all_ready(Duration::from_secs(30)).await;
+    assert!(hub.log.text().contains("legacy HTTP+SSE"), "{}", hub.log.text());
+    let client = hub.client().await;
+    let r = call_one(&client, "old.echo", json!({"message": "over sse"})).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("over sse"), "{r}");
+
+    // The upstream goes away: calls fail as unavailable rather than hang.
+    server.kill().await.unwrap();
+    let started = std::time::Instant::now();
+    let r = call_one(&client, "old.echo", json!({"message": "gone"})).await;
+    assert_eq!(r["success"], false, "{r}");
+    assert_eq!(r["error"]["code"], "upstream_unavailable", "{r}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    client.cancel().await.unwrap();
+    assert!(hub.stop().await.success());
+}

@@ -1,0 +1,289 @@
+//! Semantic matching with static token vectors (the Model2Vec idea).
+//!
+//! Every WordPiece token of the sentence-embedding model all-MiniLM-L6-v2 has one fixed vector,
+//! distilled from the model by running it on that token alone (`scripts/build_vectors.py`).
+//! A text's vector is the normalised, weighted sum of its tokens' vectors; two texts are similar
+//! when the cosine of their vectors is high. Unlike words, vectors meet across vocabulary:
+//! "loft" lies near "cottage" and "attic", "stocks" near "investor" and "trading".
+//!
+//! The vocabulary (`data/vocab.txt`) and the vectors (`data/vectors.bin`, i8 with one f32 scale
+//! per row) are compiled in and parsed on first use; the i8 rows are read in place from the
+//! binary, not copied. Text goes through the crate's word splitting (identifiers split at case
+//! changes, lowercase) and stopword removal, then greedy longest-match WordPiece.
+
+use std::sync::OnceLock;
+
+use crate::hash::FxHashMap;
+use crate::tokenize::{is_stopword, split_words_plain};
+
+/// The WordPiece vocabulary, one token per line; line `i` is row `i` of [`VECTORS`].
+const VOCAB: &str = include_str!("../data/vocab.txt");
+/// `b"PBV1"`, u32 rows, u32 dims, rows x f32 scale, rows x dims i8 (little-endian).
+const VECTORS: &[u8] = include_bytes!("../data/vectors.bin");
+const MAGIC: &[u8; 4] = b"PBV1";
+
+/// At most this many word pieces of one text count: a page of usage notes should not cost more
+/// than its first paragraphs, which say what the tool is for.
+const MAX_PIECES: usize = 256;
+/// Longest word looked up, in characters (BERT's own limit is 100; the crate's splitter caps
+/// words at 40 anyway).
+const MAX_WORD_CHARS: usize = 40;
+
+/// The static embedding model: vocabulary and quantised token vectors.
+pub(crate) struct Model {
+    vocab: FxHashMap<&'static str, u32>,
+    dims: usize,
+    /// Per row, the factor that turns its i8 values into the distilled vector; 0 for rows that
+    /// carry no meaning (special tokens).
+    scales: Vec<f32>,
+    /// Rows x dims i8 values, stored as the bytes of the compiled-in file.
+    rows: &'static [u8],
+}
+
+/// The compiled-in model, parsed on first use; `None` if the data is malformed (then semantic
+/// matching is simply off).
+pub(crate) fn model() -> Option<&'static Model> {
+    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
+    MODEL.get_or_init(|| Model::parse(VOCAB, VECTORS)).as_ref()
+}
+
+impl Model {
+    /// Parses the vocabulary and the vector file; `None` if they disagree or are truncated.
+    fn parse(vocab: &'static str, bytes: &'static [u8]) -> Option<Self> {
+        let u32_at = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        if bytes.get(..4)? != MAGIC {
+            return None;
+        }
+        let (rows, dims) = (u32_at(4)?, u32_at(8)?);
+        let scales_at = 12;
+        let rows_at = scales_at + rows.checked_mul(4)?;
+        let end = rows_at + rows.checked_mul(dims)?;
+        if dims == 0 || bytes.len() != end {
+            return None;
+        }
+        let scales = bytes[scales_at..rows_at]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .map(|s| if s.is_finite() { s } else { 0.0 })
+            .collect();
+        let tokens: Vec<&'static str> = vocab.lines().collect();
+        if tokens.len() != rows {
+            return None;
+        }
+        let mut map = FxHashMap::default();
+        map.reserve(rows);
+        for (i, t) in tokens.into_iter().enumerate() {
+            // First occurrence wins; ids fit in u32 because rows came from a u32.
+            map.entry(t).or_insert(i as u32);
+        }
+        Some(Self {
+            vocab: map,
+            dims,
+            scales,
+            rows: &bytes[rows_at..end],
+        })
+    }
+
+    /// Vector length.
+    pub(crate) fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The unit vector of `text` (the normalised sum of its word pieces' vectors), written into
+    /// `out` (of length [`Model::dims`]); false, with `out` zeroed, if no piece is known.
+    ///
+    /// Stopwords are left out unless the text is nothing else.
+    pub(crate) fn embed(&self, text: &str, out: &mut [f32]) -> bool {
+        self.embed_weighted(text, &|_| 1.0, out)
+    }
+
+    /// [`Model::embed`] with each word's pieces weighted by `weight(word)` (lowercase word).
+    pub(crate) fn embed_weighted(
+        &self,
+        text: &str,
+        weight: &dyn Fn(&str) -> f32,
+        out: &mut [f32],
+    ) -> bool {
+        out.fill(0.0);
+        let mut words = split_words_plain(text);
+        if words.iter().any(|w| !is_stopword(w)) {
+            words.retain(|w| !is_stopword(w));
+        }
+        let mut pieces = 0;
+        let mut buf = String::new();
+        for w in &words {
+            if pieces >= MAX_PIECES {
+                break;
+            }
+            let wt = weight(w);
+            if wt > 0.0 && wt.is_finite() {
+                pieces += self.add_word(w, wt, out, &mut buf, MAX_PIECES - pieces);
+            }
+        }
+        normalise(out)
+    }
+
+    /// Adds the vectors of `word`'s WordPiece tokens to `acc`, at most `budget` of them; returns
+    /// how many were added. Greedy longest match first, continuations prefixed with `##`; a
+    /// word that cannot be fully split adds nothing (BERT maps it to `[UNK]`).
+    fn add_word(
+        &self,
+        word: &str,
+        weight: f32,
+        acc: &mut [f32],
+        buf: &mut String,
+        budget: usize,
+    ) -> usize {
+        let bounds: Vec<usize> = word
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(word.len()))
+            .collect();
+        if bounds.len() - 1 > MAX_WORD_CHARS {
+            return 0;
+        }
+        let mut ids: Vec<u32> = Vec::new();
+        let mut start = 0;
+        while start + 1 < bounds.len() {
+            let mut found = None;
+            for end in (start + 1..bounds.len()).rev() {
+                buf.clear();
+                if start > 0 {
+                    buf.push_str("##");
+                }
+                buf.push_str(&word[bounds[start]..bounds[end]]);
+                if let Some(&id) = self.vocab.get(buf.as_str()) {
+                    found = Some((id, end));
+                    break;
+                }
+            }
+            let Some((id, end)) = found else {
+                return 0;
+            };
+            ids.push(id);
+            start = end;
+        }
+        ids.truncate(budget);
+        for &id in &ids {
+            self.add_row(id as usize, weight, acc);
+        }
+        ids.len()
+    }
+
+    /// `acc += weight x row`, dequantised.
+    fn add_row(&self, row: usize, weight: f32, acc: &mut [f32]) {
+        let scale = self.scales.get(row).copied().unwrap_or(0.0);
+        let Some(values) = self.rows.get(row * self.dims..(row + 1) * self.dims) else {
+            return;
+        };
+        let scale = scale * weight;
+        if scale == 0.0 {
+            return;
+        }
+        for (a, &v) in acc.iter_mut().zip(values) {
+            *a += scale * f32::from(v as i8);
+        }
+    }
+}
+
+/// Scales `v` to unit length; false (and `v` zeroed) if it is zero or not finite.
+fn normalise(v: &mut [f32]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        v.iter_mut().for_each(|x| *x /= norm);
+        true
+    } else {
+        v.fill(0.0);
+        false
+    }
+}
+
+/// Quantises `v` to i8 in `out` (same length); returns the factor that maps the i8 values back
+/// (0 for a zero vector).
+pub(crate) fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max <= 0.0 || !max.is_finite() {
+        out.fill(0);
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Integer dot product of two i8 vectors of equal length (written so the compiler vectorises
+/// it). 127² x 256 dims stays far inside i32.
+#[inline]
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(text: &str) -> Vec<f32> {
+        let m = model().expect("compiled-in model parses");
+        let mut v = vec![0.0; m.dims()];
+        m.embed(text, &mut v);
+        v
+    }
+
+    fn cos(a: &str, b: &str) -> f32 {
+        vector(a).iter().zip(vector(b)).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn model_parses() {
+        let m = model().expect("compiled-in model parses");
+        assert!(m.dims() >= 32);
+        assert_eq!(m.scales.len(), VOCAB.lines().count());
+    }
+
+    #[test]
+    fn related_words_are_closer_than_unrelated_ones() {
+        assert!(cos("rent an apartment", "housing for rent") > cos("rent an apartment", "weather forecast"));
+        assert!(cos("spacious loft", "house renting") > cos("spacious loft", "stock prices"));
+        assert!(cos("share prices", "stock market data") > cos("share prices", "recipe ideas"));
+    }
+
+    #[test]
+    fn wordpiece_splits_unknown_words() {
+        let m = model().expect("model");
+        let mut acc = vec![0.0; m.dims()];
+        let mut buf = String::new();
+        // "embeddings" is not one token but splits into pieces.
+        assert!(m.add_word("embeddings", 1.0, &mut acc, &mut buf, 10) >= 2);
+        assert_eq!(m.add_word("weather", 1.0, &mut acc, &mut buf, 10), 1);
+    }
+
+    #[test]
+    fn odd_input_gives_no_vector_and_no_panic() {
+        let m = model().expect("model");
+        let mut v = vec![0.0; m.dims()];
+        assert!(!m.embed("", &mut v));
+        assert!(!m.embed("  ?!  ", &mut v));
+        assert!(v.iter().all(|&x| x == 0.0));
+        m.embed("日本語 テキスト Ünïcode İstanbul 🦀", &mut v);
+        m.embed(&"x".repeat(100_000), &mut v);
+        m.embed(&"word ".repeat(100_000), &mut v);
+    }
+
+    #[test]
+    fn quantised_dot_matches_float_cosine() {
+        let (a, b) = (vector("weather forecast"), vector("rain tomorrow"));
+        let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let (mut qa, mut qb) = (vec![0i8; a.len()], vec![0i8; b.len()]);
+        let (sa, sb) = (quantise(&a, &mut qa), quantise(&b, &mut qb));
+        let approx = dot_i8(&qa, &qb) as f32 * sa * sb;
+        assert!((exact - approx).abs() < 0.02, "{exact} vs {approx}");
+    }
+}
