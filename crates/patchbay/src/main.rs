@@ -13,10 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config::Source, hub::Hub};
 
-// glibc's allocator contends between the runtime's threads under load; mimalloc does not.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "patchbay",

@@ -168,6 +168,9 @@ async fn serve(
         Live::Http(s) => (s, None),
     };
     let peer = service.peer().clone();
+    // The registry keeps the last known catalog; rmcp's response cache would hold a second
+    // copy of it (tens of MiB for a large catalog).
+    peer.set_response_cache_config(rmcp::ClientCacheConfig::disabled()).await;
     let service_ct = service.cancellation_token();
     let mut waiting = Box::pin(service.waiting());
 

@@ -87,9 +87,6 @@ pub struct Semantic {
     pub name_weight: f32,
     /// Weight of the parameters' vector (names and descriptions) in the document's.
     pub param_weight: f32,
-    /// Each query word's vector is weighted by `(idf / max idf)^idf_power`, idf taken from the
-    /// index as in BM25 (0: all words weigh the same).
-    pub idf_power: f32,
 }
 
 /// Everything that shapes the ranking.
@@ -161,11 +158,12 @@ impl Default for Ranking {
                 broad: 0.1,
             }),
             semantic: Some(Semantic {
-                weight: 1.0,
+                weight: 0.5,
                 candidates: 30,
                 name_weight: 1.0,
-                param_weight: 0.5,
-                idf_power: 1.0,
+                // Off: parameter text is mostly about input formats, and embedding it would
+                // double the build cost.
+                param_weight: 0.0,
             }),
         }
     }

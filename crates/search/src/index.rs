@@ -257,7 +257,8 @@ impl SearchIndex {
                 self.lens.push([0.0; FIELDS]);
                 self.doc_ns.push(ns);
                 self.vector_scale.push(0.0);
-                self.vectors.resize(self.vectors.len() + self.vector_dims, 0);
+                self.vectors
+                    .resize(self.vectors.len() + self.vector_dims, 0);
                 (self.docs.len() - 1) as DocId
             }
         };
@@ -304,12 +305,14 @@ impl SearchIndex {
         let mut part = vec![0.0f32; dims];
         let mut add = |text: &str, weight: f32| {
             if weight > 0.0 && model.embed(text, &mut part) {
-                sum.iter_mut().zip(&part).for_each(|(s, p)| *s += weight * p);
+                sum.iter_mut()
+                    .zip(&part)
+                    .for_each(|(s, p)| *s += weight * p);
             }
         };
         add(tool, sem.name_weight);
         add(&doc.description, 1.0);
-        if !doc.params.is_empty() {
+        if sem.param_weight > 0.0 && !doc.params.is_empty() {
             let mut text = String::new();
             for p in &doc.params {
                 text.push_str(&p.name);

@@ -1,7 +1,8 @@
 //! Ranked search over operations: BM25F over name words, namespace, description and parameters,
 //! with Porter stemming, stopword removal, query expansion with WordNet-related words, a
-//! separate name-match bonus and centrality re-ranking of the top results (pseudo-relevance
-//! feedback is available, off by default).
+//! separate name-match bonus, semantic matching with static token embeddings (distilled from
+//! all-MiniLM-L6-v2) fused with the lexical score, and centrality re-ranking of the top results
+//! (pseudo-relevance feedback is available, off by default).
 //! No I/O.
 //!
 //! The index is updated one namespace at a time ([`SearchIndex::replace_namespace`]), which
@@ -32,9 +33,7 @@ mod semantic;
 mod stem;
 mod tokenize;
 
-pub use config::{
-    Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking, Semantic,
-};
+pub use config::{Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking, Semantic};
 pub use index::SearchIndex;
 pub use schema::params_from_schema;
 pub use stem::stem;

@@ -7,7 +7,6 @@ use crate::Hit;
 use crate::config::{Expansion, FIELDS, Field, Semantic};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::related;
-use crate::stem::stem;
 use crate::semantic::{self, dot_i8, quantise};
 use crate::tokenize::{split_words, terms};
 
@@ -262,23 +261,7 @@ impl SearchIndex {
             return;
         };
         let mut q = vec![0.0f32; dims];
-        // Query words weigh their idf in the index, as in BM25: a word most descriptions use
-        // ("tool", "get", "information") says little about which one is wanted. Words the index
-        // does not know weigh as much as the rarest.
-        let n = self.live as f32;
-        let max_idf = (1.0 + (n + 0.5) / 0.5).ln();
-        let idf = |word: &str| -> f32 {
-            let power = self.ranking.semantic.map_or(0.0, |s| s.idf_power);
-            if power == 0.0 {
-                return 1.0;
-            }
-            let w = match self.dict.get(stem(word).as_str()) {
-                Some(&t) => self.idf(t),
-                None => max_idf,
-            };
-            (w / max_idf).powf(power)
-        };
-        if dims == 0 || model.dims() != dims || !model.embed_weighted(query, &idf, &mut q) {
+        if dims == 0 || model.dims() != dims || !model.embed(query, &mut q) {
             return;
         }
         let mut qi = vec![0i8; dims];
@@ -317,7 +300,11 @@ impl SearchIndex {
             .touched
             .iter()
             .fold(0.0f32, |m, &d| m.max(scores.acc[d as usize]));
-        let unit = if lexical_best > 0.0 { lexical_best } else { 1.0 };
+        let unit = if lexical_best > 0.0 {
+            lexical_best
+        } else {
+            1.0
+        };
         for (d, c) in sims {
             let gain = sem.weight * unit * (c - floor) / range;
             if gain > 0.0 {

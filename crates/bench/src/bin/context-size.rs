@@ -10,7 +10,7 @@ use patchbay_bench::{HttpSession, target_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) -> anyhow::Result<(usize, usize)> {
+async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) -> anyhow::Result<(usize, usize, u64)> {
     let mut hub = tokio::process::Command::new(patchbay)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -44,8 +44,14 @@ async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) 
             break;
         }
     }
+    // The hub's resident memory with this catalog loaded (and one `tools/list` served).
+    let rss_kib = hub
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
     let _ = hub.start_kill();
-    Ok((tools.len(), serde_json::to_string(&json!({ "tools": tools }))?.len()))
+    Ok((tools.len(), serde_json::to_string(&json!({ "tools": tools }))?.len(), rss_kib))
 }
 
 #[tokio::main]
@@ -69,12 +75,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let tmp = tempfile::tempdir()?;
     let up = format!("[upstreams.fx]\ncommand = {:?}\nargs = [\"--many\", \"{many}\"]\n", fixture.display().to_string());
-    println!("| expose | tools | tools/list chars | tokens (chars/4) |\n|---|---:|---:|---:|");
+    println!("| expose | tools | tools/list chars | tokens (chars/4) | hub RSS |\n|---|---:|---:|---:|---:|");
     for expose in ["meta", "direct"] {
         let cfg = tmp.path().join(format!("{expose}.toml"));
         std::fs::write(&cfg, format!("[server]\nexpose = \"{expose}\"\n{up}"))?;
-        let (n, chars) = tools_list_chars(&patchbay, &cfg).await?;
-        println!("| {expose} | {n} | {chars} | {} |", chars / 4);
+        let (n, chars, rss) = tools_list_chars(&patchbay, &cfg).await?;
+        println!("| {expose} | {n} | {chars} | {} | {:.1} MiB |", chars / 4, rss as f64 / 1024.0);
     }
     Ok(())
 }

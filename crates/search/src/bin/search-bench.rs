@@ -1,7 +1,7 @@
 //! Measures index build time, search latency, replace time and memory on a large catalog.
 //!
 //! ```text
-//! cargo run --release -p patchbay-search --bin search-bench -- [SERVERS_JSONL] [QUERIES_JSONL]
+//! cargo run --release -p patchbay-search --bin search-bench -- [SERVERS_JSONL] [QUERIES_JSONL] [--no-semantic]
 //! ```
 //! `SERVERS_JSONL` defaults to `../shared/data/smithery/servers.jsonl` (one MCP server per line:
 //! `{"server", "description", "tools": [{"name", "description", "inputSchema"}]}`); queries come
@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use patchbay_search::{Document, SearchIndex, params_from_schema};
+use patchbay_search::{Document, Ranking, SearchIndex, params_from_schema};
 use serde_json::Value;
 
 /// Queries timed per catalog size.
@@ -23,7 +23,14 @@ const BUILD_RUNS: usize = 5;
 const LIMIT: usize = 10;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    // `--no-semantic` measures the lexical ranking alone (semantic matching off).
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let semantic = !all.iter().any(|a| a == "--no-semantic");
+    let ranking = Ranking {
+        semantic: Ranking::default().semantic.filter(|_| semantic),
+        ..Ranking::default()
+    };
+    let mut args = all.into_iter().filter(|a| a != "--no-semantic");
     let servers = PathBuf::from(
         args.next()
             .unwrap_or_else(|| "../shared/data/smithery/servers.jsonl".into()),
@@ -55,12 +62,12 @@ fn main() {
         let ops: usize = subset.iter().map(|(_, d)| d.len()).sum();
 
         let mut builds = Vec::new();
-        let mut index = SearchIndex::new();
+        let mut index = SearchIndex::with_ranking(ranking.clone());
         for _ in 0..BUILD_RUNS {
             drop(index);
             let docs = subset.clone();
             let start = Instant::now();
-            index = SearchIndex::new();
+            index = SearchIndex::with_ranking(ranking.clone());
             for (ns, docs) in docs {
                 index.replace_namespace(&ns, docs);
             }

@@ -54,7 +54,7 @@ fn main() {
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, s_weight, s_cands, s_name, s_params, s_idf, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -258,18 +258,16 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
             return Ok(());
         }
         let s = r.semantic.get_or_insert(Semantic {
-            weight: 1.0,
+            weight: 0.5,
             candidates: 30,
             name_weight: 1.0,
-            param_weight: 0.5,
-            idf_power: 1.0,
+            param_weight: 0.0,
         });
         match k {
             "weight" => s.weight = v,
             "cands" => s.candidates = v as usize,
             "name" => s.name_weight = v,
             "params" => s.param_weight = v,
-            "idf" => s.idf_power = v,
             _ => return Err(format!("unknown key {key}")),
         }
         return Ok(());
