@@ -98,8 +98,10 @@ pub struct Ranking {
     pub fields: [FieldWeight; FIELDS],
     /// Query expansion from the first ranking's top documents; `None` disables it.
     pub feedback: Option<Feedback>,
-    /// Extra, separately saturated credit for a query term found in the name: `name_bonus` x idf
-    /// x the name field's saturated term frequency, added on top of BM25F. In plain BM25F all
+    /// Extra, separately saturated credit for a query term found in the name: `name_bonus` x the
+    /// term's idf among names x the name field's saturated term frequency, added on top of BM25F.
+    /// The idf is counted over names only: a word every tool mentions in a parameter ("text",
+    /// "id") has a low idf overall, yet a tool *named* by it is still rare and telling. In plain BM25F all
     /// fields share one saturation curve, so a name match can never be worth more than one
     /// idf and a rare word in a description can outrank it; names are short and chosen to say
     /// what the tool does, so they deserve credit of their own.

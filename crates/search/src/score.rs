@@ -221,6 +221,8 @@ impl SearchIndex {
             fields[f].b.clamp(0.0, 1.0) / avg
         });
         const NAME: usize = Field::Name as usize;
+        let name_df = self.postings[t as usize].iter().filter(|p| p.tf[NAME] > 0).count() as f32;
+        let name_idf = (1.0 + (n - name_df + 0.5) / (name_df + 0.5)).ln() * weight;
         for p in &self.postings[t as usize] {
             let d = p.doc as usize;
             if ns.is_some_and(|ns| self.doc_ns[d] != ns) {
@@ -243,7 +245,7 @@ impl SearchIndex {
             }
             let mut s = idf * tf / (k1 + tf);
             if name_tf > 0.0 {
-                s += name_bonus * idf * name_tf / (k1 + name_tf);
+                s += name_bonus * name_idf * name_tf / (k1 + name_tf);
             }
             if scores.acc[d] == 0.0 {
                 scores.touched.push(p.doc);
