@@ -7,7 +7,7 @@ use crate::Hit;
 use crate::config::{Expansion, FIELDS, Field, Semantic};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::related;
-use crate::semantic::{self, dot_i8, quantise};
+use crate::semantic::{self, quantise};
 use crate::tokenize::{split_words, terms};
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
@@ -269,11 +269,12 @@ impl SearchIndex {
         let mut qi = vec![0i8; dims];
         let q_scale = quantise(&q, &mut qi);
         let mut sims: Vec<(DocId, f32)> = Vec::new();
+        let dot = semantic::dot_i8_fn();
         let mut push = |d: DocId| {
             let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
             let at = d as usize * dims;
             if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
-                sims.push((d, dot_i8(&qi, v) as f32 * scale * q_scale));
+                sims.push((d, dot(&qi, v) as f32 * scale * q_scale));
             }
         };
         match ns {
