@@ -23,7 +23,10 @@ use tokio::{
 
 /// The workspace's target directory for this binary's profile.
 pub fn target_dir() -> PathBuf {
-    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default()
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default()
 }
 
 pub fn initialize_request(id: u64) -> Value {
@@ -59,7 +62,9 @@ impl StdioPeer {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 if let Some(id) = v.get("id").and_then(Value::as_u64)
                     && let Some(tx) = p.lock().unwrap().remove(&id)
                 {
@@ -67,9 +72,15 @@ impl StdioPeer {
                 }
             }
         });
-        let peer = Arc::new(Self { child, stdin: AsyncMutex::new(stdin), pending, next: AtomicU64::new(1) });
+        let peer = Arc::new(Self {
+            child,
+            stdin: AsyncMutex::new(stdin),
+            pending,
+            next: AtomicU64::new(1),
+        });
         peer.request(initialize_request(0)).await?;
-        peer.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+        peer.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
         Ok(peer)
     }
 
@@ -107,11 +118,19 @@ pub struct HttpSession {
 
 impl HttpSession {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        let mut s = Self { client, url: url.to_owned(), session: None, next: AtomicU64::new(1) };
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let mut s = Self {
+            client,
+            url: url.to_owned(),
+            session: None,
+            next: AtomicU64::new(1),
+        };
         let resp = s.post(&initialize_request(0)).await?;
         s.session = resp.0;
-        s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+        s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
         Ok(s)
     }
 
@@ -128,8 +147,15 @@ impl HttpSession {
         }
         let resp = req.send().await?;
         let status = resp.status();
-        let session = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let sse = resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let text = resp.text().await?;
         if !status.is_success() {
             bail!("HTTP {status}: {text}");
@@ -150,7 +176,10 @@ impl HttpSession {
 
     pub async fn request(&self, mut request: Value) -> anyhow::Result<Value> {
         request["id"] = json!(self.next.fetch_add(1, Ordering::Relaxed));
-        self.post(&request).await?.1.context("no JSON-RPC response in the HTTP answer")
+        self.post(&request)
+            .await?
+            .1
+            .context("no JSON-RPC response in the HTTP answer")
     }
 }
 
@@ -163,7 +192,12 @@ pub struct Figures {
 }
 
 /// Runs `clients` concurrent loops of `call` for `duration` after `warmup`, and summarises.
-pub async fn measure<F, Fut>(clients: usize, warmup: Duration, duration: Duration, call: F) -> Figures
+pub async fn measure<F, Fut>(
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> Figures
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -195,6 +229,14 @@ where
         all.extend(t.await.unwrap());
     }
     all.sort_unstable();
-    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    Figures { p50: pick(0.50), p99: pick(0.99), per_second: all.len() as f64 / duration.as_secs_f64() }
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Figures {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        per_second: all.len() as f64 / duration.as_secs_f64(),
+    }
 }

@@ -39,7 +39,12 @@ pub struct CallNode {
 impl CallNode {
     /// A root node: cancelled with `ct` (for example the client's request token).
     pub fn root(ct: CancellationToken) -> Self {
-        Self { id: CallId::next(), parent: None, ct, deadline: None }
+        Self {
+            id: CallId::next(),
+            parent: None,
+            ct,
+            deadline: None,
+        }
     }
 
     /// A child whose deadline is the earlier of the parent's and `timeout` from now.
@@ -49,7 +54,12 @@ impl CallNode {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Self { id: CallId::next(), parent: Some(self.id), ct: self.ct.child_token(), deadline }
+        Self {
+            id: CallId::next(),
+            parent: Some(self.id),
+            ct: self.ct.child_token(),
+            deadline,
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {

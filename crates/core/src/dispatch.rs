@@ -26,7 +26,10 @@ pub struct DispatchSettings {
 
 impl Default for DispatchSettings {
     fn default() -> Self {
-        Self { call_timeout: Duration::from_secs(60), batch_concurrency: 8 }
+        Self {
+            call_timeout: Duration::from_secs(60),
+            batch_concurrency: 8,
+        }
     }
 }
 
@@ -87,8 +90,10 @@ impl Dispatcher {
         if !policy.allows(&operation) {
             return Err(CallError::not_found(&operation));
         }
-        let resolved =
-            self.registry.resolve(&operation).ok_or_else(|| CallError::not_found(&operation))?;
+        let resolved = self
+            .registry
+            .resolve(&operation)
+            .ok_or_else(|| CallError::not_found(&operation))?;
         let input = match input {
             None | Some(Value::Null) => Value::Object(JsonObject::new()),
             Some(v) => v,
@@ -102,7 +107,9 @@ impl Dispatcher {
             ));
         };
         if resolved.state != UpstreamState::Ready {
-            let why = resolved.detail.unwrap_or_else(|| resolved.state.as_str().to_owned());
+            let why = resolved
+                .detail
+                .unwrap_or_else(|| resolved.state.as_str().to_owned());
             return Err(CallError::unavailable(&resolved.operation.namespace, why));
         }
         if parent.is_cancelled() {
@@ -110,10 +117,18 @@ impl Dispatcher {
         }
         let timeout = resolved.call_timeout.unwrap_or(self.settings.call_timeout);
         let node = parent.child(Some(timeout));
-        let ctx = CallContext { call_id: node.id, ct: node.ct.clone(), progress };
-        let call = resolved.provider.call(&resolved.operation.upstream_name, Some(input), ctx);
+        let ctx = CallContext {
+            call_id: node.id,
+            ct: node.ct.clone(),
+            progress,
+        };
+        let call = resolved
+            .provider
+            .call(&resolved.operation.upstream_name, Some(input), ctx);
         tokio::pin!(call);
-        let deadline = node.deadline.expect("a child with a timeout has a deadline");
+        let deadline = node
+            .deadline
+            .expect("a child with a timeout has a deadline");
         tokio::select! {
             outcome = &mut call => outcome,
             _ = tokio::time::sleep_until(deadline) => {

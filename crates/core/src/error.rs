@@ -58,7 +58,11 @@ pub struct CallError {
 
 impl CallError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -67,7 +71,10 @@ impl CallError {
     }
 
     pub fn not_found(operation: &str) -> Self {
-        Self::new(ErrorCode::NotFound, format!("no operation named `{operation}`"))
+        Self::new(
+            ErrorCode::NotFound,
+            format!("no operation named `{operation}`"),
+        )
     }
 
     pub fn unavailable(namespace: &str, why: impl std::fmt::Display) -> Self {
@@ -78,7 +85,10 @@ impl CallError {
     }
 
     pub fn timeout(after: std::time::Duration) -> Self {
-        Self::new(ErrorCode::Timeout, format!("no answer within {}", humanize(after)))
+        Self::new(
+            ErrorCode::Timeout,
+            format!("no answer within {}", humanize(after)),
+        )
     }
 
     pub fn cancelled() -> Self {
@@ -87,7 +97,7 @@ impl CallError {
 }
 
 fn humanize(d: std::time::Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

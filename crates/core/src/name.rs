@@ -25,12 +25,23 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
 
 /// The operation name for `tool` of `namespace`; `prefix = false` keeps the bare tool name.
 pub fn operation_name(namespace: &str, tool: &str, prefix: bool) -> String {
-    let full = if prefix { format!("{namespace}.{tool}") } else { tool.to_owned() };
+    let full = if prefix {
+        format!("{namespace}.{tool}")
+    } else {
+        tool.to_owned()
+    };
     if is_valid_name(&full) {
         return full;
     }
-    let head = if prefix { format!("{namespace}.") } else { String::new() };
-    let mut body: String = tool.chars().map(|c| if is_name_char(c) { c } else { '_' }).collect();
+    let head = if prefix {
+        format!("{namespace}.")
+    } else {
+        String::new()
+    };
+    let mut body: String = tool
+        .chars()
+        .map(|c| if is_name_char(c) { c } else { '_' })
+        .collect();
     if body.is_empty() {
         body.push('_');
     }
@@ -64,8 +75,14 @@ mod tests {
 
     #[test]
     fn valid_names_pass_through() {
-        assert_eq!(operation_name("github", "create_issue", true), "github.create_issue");
-        assert_eq!(operation_name("ref", "test_simple_text", false), "test_simple_text");
+        assert_eq!(
+            operation_name("github", "create_issue", true),
+            "github.create_issue"
+        );
+        assert_eq!(
+            operation_name("ref", "test_simple_text", false),
+            "test_simple_text"
+        );
     }
 
     #[test]

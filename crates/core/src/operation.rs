@@ -27,7 +27,13 @@ impl Operation {
     pub fn new(name: String, namespace: String, mut definition: Tool) -> Self {
         let upstream_name = definition.name.to_string();
         definition.name = name.clone().into();
-        Self { name, namespace, upstream_name, definition, validator: OnceLock::new() }
+        Self {
+            name,
+            namespace,
+            upstream_name,
+            definition,
+            validator: OnceLock::new(),
+        }
     }
 
     pub fn description(&self) -> &str {
@@ -47,7 +53,9 @@ impl Operation {
                 }
             }
         });
-        let Some(validator) = validator else { return Ok(()) };
+        let Some(validator) = validator else {
+            return Ok(());
+        };
         if validator.is_valid(input) {
             return Ok(());
         }
@@ -65,11 +73,20 @@ impl Operation {
             .collect();
         let first = errors
             .first()
-            .and_then(|e| Some(format!("{}: {}", e["path"].as_str()?, e["message"].as_str()?)))
+            .and_then(|e| {
+                Some(format!(
+                    "{}: {}",
+                    e["path"].as_str()?,
+                    e["message"].as_str()?
+                ))
+            })
             .unwrap_or_default();
         Err(CallError::new(
             ErrorCode::InvalidInput,
-            format!("input does not match the schema of `{}` ({first})", self.name),
+            format!(
+                "input does not match the schema of `{}` ({first})",
+                self.name
+            ),
         )
         .with_data(json!({ "errors": errors })))
     }
@@ -87,7 +104,9 @@ mod tests {
 
     #[test]
     fn reports_failing_paths() {
-        let op = op(json!({"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}));
+        let op = op(
+            json!({"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}),
+        );
         assert!(op.validate(&json!({"a":1,"b":2})).is_ok());
         let err = op.validate(&json!({"a":"x"})).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidInput);
@@ -98,7 +117,10 @@ mod tests {
             .map(|e| e["path"].as_str().unwrap().to_owned())
             .collect();
         assert!(paths.contains(&"/a".to_owned()), "{paths:?}");
-        assert!(paths.contains(&"/".to_owned()), "missing b is reported at the root: {paths:?}");
+        assert!(
+            paths.contains(&"/".to_owned()),
+            "missing b is reported at the root: {paths:?}"
+        );
     }
 
     #[test]

@@ -114,7 +114,10 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Self { inner: RwLock::default(), version: watch::channel(0).0 }
+        Self {
+            inner: RwLock::default(),
+            version: watch::channel(0).0,
+        }
     }
 }
 
@@ -162,7 +165,10 @@ impl Registry {
                 ops: Vec::new(),
             },
         );
-        Ok(NamespaceHandle { registry: self.clone(), namespace: namespace.to_owned() })
+        Ok(NamespaceHandle {
+            registry: self.clone(),
+            namespace: namespace.to_owned(),
+        })
     }
 
     /// Looks up an operation by name, with its provider and its namespace's state.
@@ -183,8 +189,16 @@ impl Registry {
     pub fn list(&self, namespace: Option<&str>, policy: &dyn Policy) -> Vec<Arc<Operation>> {
         let inner = self.read();
         let mut out: Vec<Arc<Operation>> = match namespace {
-            Some(ns) => inner.namespaces.get(ns).map(|e| e.ops.clone()).unwrap_or_default(),
-            None => inner.namespaces.values().flat_map(|e| e.ops.iter().cloned()).collect(),
+            Some(ns) => inner
+                .namespaces
+                .get(ns)
+                .map(|e| e.ops.clone())
+                .unwrap_or_default(),
+            None => inner
+                .namespaces
+                .values()
+                .flat_map(|e| e.ops.iter().cloned())
+                .collect(),
         };
         out.retain(|op| policy.allows(&op.name));
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -211,7 +225,11 @@ impl Registry {
 
     /// Every namespace's status, ordered by namespace.
     pub fn statuses(&self) -> Vec<NamespaceStatus> {
-        self.read().namespaces.values().map(|e| e.status.clone()).collect()
+        self.read()
+            .namespaces
+            .values()
+            .map(|e| e.status.clone())
+            .collect()
     }
 
     /// The number of operations in the registry.
@@ -235,7 +253,9 @@ impl Registry {
     fn set_catalog(&self, namespace: &str, tools: Vec<Tool>) -> Result<usize, RegistryError> {
         let mut guard = self.write();
         let inner = &mut *guard;
-        let Some(entry) = inner.namespaces.get(namespace) else { return Ok(0) };
+        let Some(entry) = inner.namespaces.get(namespace) else {
+            return Ok(0);
+        };
         let prefix = entry.settings.prefix;
 
         let mut ops: Vec<Arc<Operation>> = Vec::with_capacity(tools.len());

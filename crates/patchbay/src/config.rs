@@ -13,11 +13,18 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("upstream `{upstream}`: environment variable `{var}` is not set (used in {field})")]
-    MissingVar { upstream: String, var: String, field: String },
+    MissingVar {
+        upstream: String,
+        var: String,
+        field: String,
+    },
     #[error("upstream `{upstream}`: {message}")]
     Upstream { upstream: String, message: String },
     #[error("{0}")]
@@ -122,7 +129,11 @@ fn startup_default() -> Duration {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like \"10s\" or \"5m\": {e}")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a duration like \"10s\" or \"5m\": {e}"
+        ))
+    })
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -168,7 +179,10 @@ pub fn embedded_default() -> Config {
             ..UpstreamConfig::empty()
         },
     );
-    Config { upstreams, ..Config::default() }
+    Config {
+        upstreams,
+        ..Config::default()
+    }
 }
 
 impl UpstreamConfig {
@@ -232,7 +246,9 @@ fn user_config_dir() -> Option<PathBuf> {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Loads, imports, expands `${VAR}` and validates.
@@ -247,21 +263,30 @@ pub fn load(source: &Source) -> Result<Config, ConfigError> {
 }
 
 fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
         || text.trim_start().starts_with('{');
     if is_json {
         let mut config = Config::default();
         merge_mcp_servers(&mut config, path, &text)?;
         return Ok(config);
     }
-    let mut config: Config = toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     for import in config.import.clone() {
         let p = resolve_path(base, &import);
-        let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         merge_mcp_servers(&mut config, &p, &text)?;
     }
     Ok(config)
@@ -291,9 +316,15 @@ fn merge_mcp_servers(config: &mut Config, path: &Path, text: &str) -> Result<(),
             )));
         }
         if let Some(kind) = entry.kind.as_deref()
-            && !matches!(kind, "stdio" | "http" | "streamable-http" | "streamableHttp" | "sse")
+            && !matches!(
+                kind,
+                "stdio" | "http" | "streamable-http" | "streamableHttp" | "sse"
+            )
         {
-            return Err(ConfigError::Invalid(format!("{}: server `{name}` has unknown type `{kind}`", path.display())));
+            return Err(ConfigError::Invalid(format!(
+                "{}: server `{name}` has unknown type `{kind}`",
+                path.display()
+            )));
         }
         config.upstreams.insert(
             namespace,
@@ -316,7 +347,13 @@ fn merge_mcp_servers(config: &mut Config, path: &Path, text: &str) -> Result<(),
 fn namespace_for(name: &str) -> String {
     let mut ns: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if ns.is_empty() {
@@ -327,7 +364,10 @@ fn namespace_for(name: &str) -> String {
 
 /// Expands `${VAR}` and `${VAR:-default}` in every string that reaches an upstream.
 /// `$${` stands for a literal `${`.
-pub fn expand_all(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+pub fn expand_all(
+    config: &mut Config,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     for (name, up) in &mut config.upstreams {
         if !up.enabled {
             continue;
@@ -373,7 +413,10 @@ fn expand(
             continue;
         };
         let Some(end) = body.find('}') else {
-            return Err(ConfigError::Upstream { upstream, message: format!("unclosed `${{` in {field}") });
+            return Err(ConfigError::Upstream {
+                upstream,
+                message: format!("unclosed `${{` in {field}"),
+            });
         };
         let spec = &body[..end];
         let (var, default) = match spec.split_once(":-") {
@@ -383,12 +426,20 @@ fn expand(
         if var.starts_with("actor.") {
             return Err(ConfigError::Upstream {
                 upstream,
-                message: format!("`${{{var}}}` in {field}: actor secrets need identity, which this build does not have yet"),
+                message: format!(
+                    "`${{{var}}}` in {field}: actor secrets need identity, which this build does not have yet"
+                ),
             });
         }
         match lookup(var).or_else(|| default.map(str::to_owned)) {
             Some(v) => out.push_str(&v),
-            None => return Err(ConfigError::MissingVar { upstream, var: var.to_owned(), field }),
+            None => {
+                return Err(ConfigError::MissingVar {
+                    upstream,
+                    var: var.to_owned(),
+                    field,
+                });
+            }
         }
         rest = &body[end + 1..];
     }
@@ -398,27 +449,41 @@ fn expand(
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.batch_concurrency == 0 {
-        return Err(ConfigError::Invalid("server.batch_concurrency must be at least 1".into()));
+        return Err(ConfigError::Invalid(
+            "server.batch_concurrency must be at least 1".into(),
+        ));
     }
     if config.server.max_message_bytes < 1024 {
-        return Err(ConfigError::Invalid("server.max_message_bytes must be at least 1024".into()));
+        return Err(ConfigError::Invalid(
+            "server.max_message_bytes must be at least 1024".into(),
+        ));
     }
     for (name, up) in &config.upstreams {
         if !patchbay_core::name::is_valid_namespace(name) {
             return Err(ConfigError::Upstream {
                 upstream: name.clone(),
-                message: "a namespace may hold letters, digits, `_` and `-` (no dots), at most 64".into(),
+                message: "a namespace may hold letters, digits, `_` and `-` (no dots), at most 64"
+                    .into(),
             });
         }
         match (&up.command, &up.url) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Upstream { upstream: name.clone(), message: "set `command` or `url`, not both".into() });
+                return Err(ConfigError::Upstream {
+                    upstream: name.clone(),
+                    message: "set `command` or `url`, not both".into(),
+                });
             }
             (None, None) => {
-                return Err(ConfigError::Upstream { upstream: name.clone(), message: "set `command` (stdio) or `url` (HTTP)".into() });
+                return Err(ConfigError::Upstream {
+                    upstream: name.clone(),
+                    message: "set `command` (stdio) or `url` (HTTP)".into(),
+                });
             }
             (None, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                return Err(ConfigError::Upstream { upstream: name.clone(), message: format!("`url` must start with http:// or https://, not `{url}`") });
+                return Err(ConfigError::Upstream {
+                    upstream: name.clone(),
+                    message: format!("`url` must start with http:// or https://, not `{url}`"),
+                });
             }
             _ => {}
         }
@@ -443,7 +508,8 @@ mod tests {
 
     #[test]
     fn the_issue_example_parses() {
-        let mut c = parse(r#"
+        let mut c = parse(
+            r#"
 [server]
 listen = "127.0.0.1:7420"
 expose = "meta"
@@ -463,12 +529,19 @@ call_timeout = "10s"
 command = "node"
 args = ["server.js"]
 prefix = false
-"#);
+"#,
+        );
         expand_all(&mut c, &vars).unwrap();
         validate(&c).unwrap();
         assert_eq!(c.upstreams["github"].env["GITHUB_TOKEN"], "s3cret");
-        assert_eq!(c.upstreams["docs"].headers["Authorization"], "Bearer s3cret");
-        assert_eq!(c.upstreams["docs"].call_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(
+            c.upstreams["docs"].headers["Authorization"],
+            "Bearer s3cret"
+        );
+        assert_eq!(
+            c.upstreams["docs"].call_timeout,
+            Some(Duration::from_secs(10))
+        );
         assert!(!c.upstreams["ref"].prefix);
         assert!(c.upstreams["github"].prefix);
         assert_eq!(c.server.expose, Expose::Meta);
@@ -478,13 +551,19 @@ prefix = false
     fn a_missing_variable_is_named() {
         let mut c = parse("[upstreams.gh]\ncommand = \"x\"\nenv = { T = \"${NOPE}\" }\n");
         let e = expand_all(&mut c, &vars).unwrap_err().to_string();
-        assert!(e.contains("NOPE") && e.contains("gh") && e.contains("env.T"), "{e}");
+        assert!(
+            e.contains("NOPE") && e.contains("gh") && e.contains("env.T"),
+            "{e}"
+        );
     }
 
     #[test]
     fn defaults_and_literals() {
         let up = ("u".to_owned(), "f".to_owned());
-        assert_eq!(expand("${NOPE:-x}/${TOKEN}", &vars, up.clone()).unwrap(), "x/s3cret");
+        assert_eq!(
+            expand("${NOPE:-x}/${TOKEN}", &vars, up.clone()).unwrap(),
+            "x/s3cret"
+        );
         assert_eq!(expand("$${TOKEN} $5", &vars, up).unwrap(), "${TOKEN} $5");
     }
 
@@ -504,7 +583,10 @@ prefix = false
         }}"#;
         merge_mcp_servers(&mut c, Path::new("mcp.json"), json).unwrap();
         assert_eq!(c.upstreams["filesystem"].args.len(), 3);
-        assert_eq!(c.upstreams["my_remote"].url.as_deref(), Some("https://example.com/mcp"));
+        assert_eq!(
+            c.upstreams["my_remote"].url.as_deref(),
+            Some("https://example.com/mcp")
+        );
         assert!(!c.upstreams["off"].enabled);
         validate(&c).unwrap();
     }

@@ -4,7 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use patchbay_core::{DispatchSettings, Dispatcher, NamespaceSettings, Registry, UpstreamState};
-use patchbay_providers::{HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream};
+use patchbay_providers::{
+    HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream,
+};
 use patchbay_server::HubState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +33,29 @@ impl Hub {
                     env: up.env.clone(),
                     cwd: up.cwd.clone(),
                 }),
-                (None, Some(url)) => UpstreamTransport::Http(HttpSpec { url: url.clone(), headers: up.headers.clone() }),
+                (None, Some(url)) => UpstreamTransport::Http(HttpSpec {
+                    url: url.clone(),
+                    headers: up.headers.clone(),
+                }),
                 (None, None) => unreachable!("validated"),
             };
             let provider = McpProvider::new(namespace);
             let handle = registry.register(
                 namespace,
-                NamespaceSettings { prefix: up.prefix, call_timeout: up.call_timeout },
+                NamespaceSettings {
+                    prefix: up.prefix,
+                    call_timeout: up.call_timeout,
+                },
                 provider.clone(),
             )?;
             let mut spec = UpstreamSpec::new(namespace.clone(), transport);
             spec.startup_timeout = up.startup_timeout;
-            supervisors.push(start_upstream(spec, provider, handle, shutdown.child_token()));
+            supervisors.push(start_upstream(
+                spec,
+                provider,
+                handle,
+                shutdown.child_token(),
+            ));
         }
         let dispatcher = Dispatcher::new(
             registry,
@@ -51,8 +64,15 @@ impl Hub {
                 batch_concurrency: config.server.batch_concurrency,
             },
         );
-        let state = Arc::new(HubState { dispatcher, expose: config.server.expose });
-        Ok(Self { state, shutdown, supervisors })
+        let state = Arc::new(HubState {
+            dispatcher,
+            expose: config.server.expose,
+        });
+        Ok(Self {
+            state,
+            shutdown,
+            supervisors,
+        })
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -63,7 +83,12 @@ impl Hub {
     pub async fn settle(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
-            if self.registry().statuses().iter().all(|s| s.state != UpstreamState::Starting) {
+            if self
+                .registry()
+                .statuses()
+                .iter()
+                .all(|s| s.state != UpstreamState::Starting)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

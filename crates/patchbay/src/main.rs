@@ -34,7 +34,13 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
     /// Configuration file (TOML, or mcpServers JSON).
-    #[arg(long, short = 'c', value_name = "FILE", env = "PATCHBAY_CONFIG", global = true)]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        env = "PATCHBAY_CONFIG",
+        global = true
+    )]
     config: Option<PathBuf>,
 }
 
@@ -122,7 +128,9 @@ impl Job {
         }
         // Half the cores: the hub shares the machine with its stdio upstreams, and fewer
         // threads mean fewer cross-thread wake-ups per proxied call (docs/benchmarks.md).
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         (cores / 2).max(1)
     }
 }
@@ -161,7 +169,9 @@ pub(crate) fn load_config(arg: &ConfigArg) -> anyhow::Result<config::Config> {
     let source = config::locate(arg.config.as_deref());
     let config = config::load(&source).with_context(|| format!("loading {source}"))?;
     if matches!(source, Source::Embedded) {
-        tracing::info!("no configuration found; serving the embedded demo upstream (see docs/config.md)");
+        tracing::info!(
+            "no configuration found; serving the embedded demo upstream (see docs/config.md)"
+        );
     } else {
         tracing::info!(config = %source, upstreams = config.upstreams.len(), "configuration loaded");
     }
@@ -182,7 +192,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result<i32> {
     let listen = listen.unwrap_or_else(|| config.server.listen.clone());
-    let addr: SocketAddr = listen.parse().with_context(|| format!("`{listen}` is not an address like 127.0.0.1:7420"))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("`{listen}` is not an address like 127.0.0.1:7420"))?;
     let hub = Hub::start(&config)?;
     let settings = HttpSettings {
         max_body_bytes: config.server.max_message_bytes,
@@ -191,7 +203,9 @@ async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result
     };
     let http_shutdown = CancellationToken::new();
     let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone());
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     // The first stdout line says where to connect (useful with port 0).
     println!("listening http://{local}/mcp");
@@ -234,23 +248,41 @@ async fn stdio(config: config::Config) -> anyhow::Result<i32> {
 
 async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
     let config = load_config(&arg)?;
-    let longest = config.upstreams.values().map(|u| u.startup_timeout).max().unwrap_or_default();
+    let longest = config
+        .upstreams
+        .values()
+        .map(|u| u.startup_timeout)
+        .max()
+        .unwrap_or_default();
     let hub = Hub::start(&config)?;
     hub.settle(longest + Duration::from_secs(1)).await;
     let statuses = hub.registry().statuses();
     let mut failed = 0;
-    println!("{:<20} {:<11} {:>10} {:>10}  DETAIL", "UPSTREAM", "STATE", "OPERATIONS", "STARTUP");
+    println!(
+        "{:<20} {:<11} {:>10} {:>10}  DETAIL",
+        "UPSTREAM", "STATE", "OPERATIONS", "STARTUP"
+    );
     for s in &statuses {
         let ok = s.state == patchbay_core::UpstreamState::Ready && s.conflicts.is_empty();
         if !ok {
             failed += 1;
         }
-        let startup = s.startup_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "-".into());
+        let startup = s
+            .startup_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "-".into());
         let mut detail = s.detail.clone().unwrap_or_default();
         if !s.conflicts.is_empty() {
             detail = format!("name collision: {}", s.conflicts.join(", "));
         }
-        println!("{:<20} {:<11} {:>10} {:>10}  {}", s.namespace, s.state.as_str(), s.operations, startup, detail);
+        println!(
+            "{:<20} {:<11} {:>10} {:>10}  {}",
+            s.namespace,
+            s.state.as_str(),
+            s.operations,
+            startup,
+            detail
+        );
     }
     let disabled = config.upstreams.values().filter(|u| !u.enabled).count();
     println!(
@@ -258,7 +290,11 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
         statuses.len(),
         statuses.len() - failed,
         failed,
-        if disabled > 0 { format!(", {disabled} disabled") } else { String::new() }
+        if disabled > 0 {
+            format!(", {disabled} disabled")
+        } else {
+            String::new()
+        }
     );
     hub.stop().await;
     Ok(if failed > 0 { 1 } else { 0 })

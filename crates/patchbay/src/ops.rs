@@ -54,10 +54,7 @@ enum Op {
     /// Show an operation's input schema.
     Schema { tool: String },
     /// Call an operation with INPUT (a JSON object; default `{}`).
-    Call {
-        tool: String,
-        input: Option<String>,
-    },
+    Call { tool: String, input: Option<String> },
 }
 
 impl Op {
@@ -69,13 +66,21 @@ impl Op {
             }
         };
         let name = match self {
-            Op::List { namespace, cursor, limit } => {
+            Op::List {
+                namespace,
+                cursor,
+                limit,
+            } => {
                 put("namespace", json!(namespace));
                 put("cursor", json!(cursor));
                 put("limit", json!(limit));
                 "list"
             }
-            Op::Search { query, namespace, limit } => {
+            Op::Search {
+                query,
+                namespace,
+                limit,
+            } => {
                 put("q", json!(query.join(" ")));
                 put("namespace", json!(namespace));
                 put("limit", json!(limit));
@@ -87,7 +92,9 @@ impl Op {
             }
             Op::Call { tool, input } => {
                 let input: Value = match input {
-                    Some(text) => serde_json::from_str(text).context("INPUT must be a JSON object")?,
+                    Some(text) => {
+                        serde_json::from_str(text).context("INPUT must be a JSON object")?
+                    }
                     None => json!({}),
                 };
                 if !input.is_object() {
@@ -120,14 +127,25 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<i32> {
 /// Whether a `call` result holds a failed call, including one whose tool reported an error
 /// (`isError`), which the batch counts as a successful call but a shell script should not.
 fn call_failed(structured: &Value) -> bool {
-    structured["results"]
-        .as_array()
-        .is_some_and(|results| results.iter().any(|r| r["success"] != true || r["result"]["isError"] == true))
+    structured["results"].as_array().is_some_and(|results| {
+        results
+            .iter()
+            .any(|r| r["success"] != true || r["result"]["isError"] == true)
+    })
 }
 
-async fn local(config: &ConfigArg, tool: &str, input: JsonObject) -> anyhow::Result<CallToolResult> {
+async fn local(
+    config: &ConfigArg,
+    tool: &str,
+    input: JsonObject,
+) -> anyhow::Result<CallToolResult> {
     let config = load_config(config)?;
-    let longest = config.upstreams.values().map(|u| u.startup_timeout).max().unwrap_or_default();
+    let longest = config
+        .upstreams
+        .values()
+        .map(|u| u.startup_timeout)
+        .max()
+        .unwrap_or_default();
     let hub = Hub::start(&config)?;
     hub.settle(longest + Duration::from_secs(1)).await;
     let d = &hub.state.dispatcher;
@@ -150,28 +168,52 @@ async fn remote(url: &str, tool: &str, input: JsonObject) -> anyhow::Result<Call
     let client = ().serve(transport).await.with_context(|| format!("cannot connect to {url}"))?;
     let mut params = CallToolRequestParams::new(tool.to_owned());
     params.arguments = Some(input);
-    let result = client.call_tool(params).await.with_context(|| format!("`{tool}` failed at {url}"));
+    let result = client
+        .call_tool(params)
+        .await
+        .with_context(|| format!("`{tool}` failed at {url}"));
     let _ = client.cancel().await;
     result
 }
 
 fn print_human(tool: &str, v: &Value, result: &CallToolResult) {
     if let Some(err) = v.get("error") {
-        println!("error {}: {}", err["code"].as_str().unwrap_or("?"), err["message"].as_str().unwrap_or(""));
+        println!(
+            "error {}: {}",
+            err["code"].as_str().unwrap_or("?"),
+            err["message"].as_str().unwrap_or("")
+        );
         return;
     }
     match tool {
         "list" => {
             let ops = v["operations"].as_array().cloned().unwrap_or_default();
-            let width = ops.iter().filter_map(|o| o["tool"].as_str()).map(str::len).max().unwrap_or(4).max(4);
+            let width = ops
+                .iter()
+                .filter_map(|o| o["tool"].as_str())
+                .map(str::len)
+                .max()
+                .unwrap_or(4)
+                .max(4);
             println!("{:<width$}  DESCRIPTION", "TOOL");
             for o in &ops {
-                println!("{:<width$}  {}", o["tool"].as_str().unwrap_or(""), o["description"].as_str().unwrap_or(""));
+                println!(
+                    "{:<width$}  {}",
+                    o["tool"].as_str().unwrap_or(""),
+                    o["description"].as_str().unwrap_or("")
+                );
             }
             for ns in v["namespaces"].as_array().into_iter().flatten() {
                 if ns["state"] != "ready" {
-                    println!("({}: {}{})", ns["namespace"].as_str().unwrap_or(""), ns["state"].as_str().unwrap_or(""),
-                        ns["detail"].as_str().map(|d| format!(" — {d}")).unwrap_or_default());
+                    println!(
+                        "({}: {}{})",
+                        ns["namespace"].as_str().unwrap_or(""),
+                        ns["state"].as_str().unwrap_or(""),
+                        ns["detail"]
+                            .as_str()
+                            .map(|d| format!(" — {d}"))
+                            .unwrap_or_default()
+                    );
                 }
             }
             if let Some(c) = v["nextCursor"].as_str() {
@@ -180,7 +222,12 @@ fn print_human(tool: &str, v: &Value, result: &CallToolResult) {
         }
         "search" => {
             for r in v["results"].as_array().into_iter().flatten() {
-                println!("{:>7.3}  {}  {}", r["score"].as_f64().unwrap_or(0.0), r["tool"].as_str().unwrap_or(""), r["description"].as_str().unwrap_or(""));
+                println!(
+                    "{:>7.3}  {}  {}",
+                    r["score"].as_f64().unwrap_or(0.0),
+                    r["tool"].as_str().unwrap_or(""),
+                    r["description"].as_str().unwrap_or("")
+                );
             }
         }
         "schema" => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
@@ -188,8 +235,12 @@ fn print_human(tool: &str, v: &Value, result: &CallToolResult) {
             for block in &result.content {
                 match block {
                     ContentBlock::Text(t) => println!("{}", t.text),
-                    ContentBlock::Image(i) => println!("(image, {}, {} base64 bytes)", i.mime_type, i.data.len()),
-                    ContentBlock::Audio(a) => println!("(audio, {}, {} base64 bytes)", a.mime_type, a.data.len()),
+                    ContentBlock::Image(i) => {
+                        println!("(image, {}, {} base64 bytes)", i.mime_type, i.data.len())
+                    }
+                    ContentBlock::Audio(a) => {
+                        println!("(audio, {}, {} base64 bytes)", a.mime_type, a.data.len())
+                    }
                     ContentBlock::ResourceLink(r) => println!("(resource link {})", r.uri),
                     ContentBlock::Resource(_) => println!("(embedded resource)"),
                     _ => println!("(content)"),

@@ -11,7 +11,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, cap: Duration) -> Self {
-        Self { initial, cap, attempt: 0 }
+        Self {
+            initial,
+            cap,
+            attempt: 0,
+        }
     }
 
     /// The next delay: `initial * 2^attempt`, capped, with up to 20% jitter removed.

@@ -114,7 +114,11 @@ impl ClientHandler for UpstreamClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let progress = Progress { progress: params.progress, total: params.total, message: params.message };
+        let progress = Progress {
+            progress: params.progress,
+            total: params.total,
+            message: params.message,
+        };
         self.progress.route(params.progress_token, progress);
     }
 

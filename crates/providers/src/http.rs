@@ -50,13 +50,18 @@ pub(crate) async fn connect(
     let sse = match SseTransport::connect(&spec.url, &spec.headers).await {
         Ok(t) => t,
         Err(e) => {
-            return Err(format!("cannot connect to {}: {streamable} (legacy SSE: {e})", spec.url));
+            return Err(format!(
+                "cannot connect to {}: {streamable} (legacy SSE: {e})",
+                spec.url
+            ));
         }
     };
-    let service = client
-        .serve(sse)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {streamable} (legacy SSE: {e})", spec.url))?;
+    let service = client.serve(sse).await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {streamable} (legacy SSE: {e})",
+            spec.url
+        )
+    })?;
     tracing::info!(url = %spec.url, "connected over legacy HTTP+SSE");
     Ok(service)
 }

@@ -5,14 +5,14 @@
 
 mod backoff;
 mod client;
+mod http;
 mod mcp;
 mod sse;
 mod stdio;
-mod http;
 mod supervisor;
 
 pub use backoff::Backoff;
-pub use mcp::McpProvider;
 pub use http::HttpSpec;
+pub use mcp::McpProvider;
 pub use stdio::StdioSpec;
 pub use supervisor::{UpstreamSpec, UpstreamTransport, start_upstream};

@@ -32,7 +32,10 @@ pub struct McpProvider {
 
 impl McpProvider {
     pub fn new(namespace: &str) -> Arc<Self> {
-        Arc::new(Self { namespace: namespace.into(), connection: RwLock::new(None) })
+        Arc::new(Self {
+            namespace: namespace.into(),
+            connection: RwLock::new(None),
+        })
     }
 
     pub(crate) fn attach(&self, connection: Connection) {
@@ -44,7 +47,10 @@ impl McpProvider {
     }
 
     fn current(&self) -> Option<Connection> {
-        self.connection.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -104,7 +110,10 @@ impl Connection {
     /// Maps a failed request to the caller's error, and asks the supervisor to check the
     /// connection when the failure was the transport's rather than the upstream's answer.
     fn failed(&self, namespace: &str, e: ServiceError) -> CallError {
-        if matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_)) {
+        if matches!(
+            e,
+            ServiceError::TransportClosed | ServiceError::TransportSend(_)
+        ) {
             self.suspect.notify_one();
         }
         service_error(namespace, e)
@@ -131,13 +140,19 @@ fn service_error(namespace: &str, e: ServiceError) -> CallError {
     match e {
         ServiceError::McpError(err) => CallError::new(
             ErrorCode::UpstreamError,
-            format!("upstream `{namespace}` returned error {}: {}", err.code.0, err.message),
+            format!(
+                "upstream `{namespace}` returned error {}: {}",
+                err.code.0, err.message
+            ),
         )
         .with_data(serde_json::json!({ "upstreamCode": err.code.0, "upstreamData": err.data })),
         ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
             CallError::unavailable(namespace, "the connection is closed")
         }
         ServiceError::Cancelled { .. } => CallError::cancelled(),
-        other => CallError::new(ErrorCode::UpstreamError, format!("upstream `{namespace}`: {other}")),
+        other => CallError::new(
+            ErrorCode::UpstreamError,
+            format!("upstream `{namespace}`: {other}"),
+        ),
     }
 }

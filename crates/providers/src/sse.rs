@@ -43,7 +43,10 @@ impl Drop for SseTransport {
 }
 
 impl SseTransport {
-    pub(crate) async fn connect(url: &str, headers: &BTreeMap<String, String>) -> Result<Self, SseError> {
+    pub(crate) async fn connect(
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Self, SseError> {
         let mut map = reqwest::header::HeaderMap::new();
         for (k, v) in headers {
             if let (Ok(k), Ok(v)) = (
@@ -77,7 +80,9 @@ impl SseTransport {
         .ok()
         .flatten()
         .ok_or(SseError::NoEndpoint)?;
-        let endpoint = base.join(endpoint.trim()).map_err(|_| SseError::BadEndpoint(endpoint))?;
+        let endpoint = base
+            .join(endpoint.trim())
+            .map_err(|_| SseError::BadEndpoint(endpoint))?;
 
         let (tx, incoming) = mpsc::channel(256);
         let reader = tokio::spawn(async move {
@@ -93,11 +98,19 @@ impl SseTransport {
                             break;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "legacy SSE upstream sent an unreadable message"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "legacy SSE upstream sent an unreadable message")
+                    }
                 }
             }
         });
-        Ok(Self { client, endpoint, headers: map, incoming, reader })
+        Ok(Self {
+            client,
+            endpoint,
+            headers: map,
+            incoming,
+            reader,
+        })
     }
 }
 
@@ -112,7 +125,11 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let request = self.client.post(self.endpoint.clone()).headers(self.headers.clone()).json(&item);
+        let request = self
+            .client
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .json(&item);
         async move {
             let response = request.send().await?;
             if !response.status().is_success() {

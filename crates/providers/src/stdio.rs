@@ -3,7 +3,9 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
-use rmcp::{ServiceExt, service::RunningService, service::RoleClient, transport::TokioChildProcess};
+use rmcp::{
+    ServiceExt, service::RoleClient, service::RunningService, transport::TokioChildProcess,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::UpstreamClient;
@@ -28,7 +30,10 @@ pub(crate) async fn connect(
     client: UpstreamClient,
 ) -> Result<StdioConnection, String> {
     let mut cmd = tokio::process::Command::new(&spec.command);
-    cmd.args(&spec.args).envs(&spec.env).process_group(0).kill_on_drop(true);
+    cmd.args(&spec.args)
+        .envs(&spec.env)
+        .process_group(0)
+        .kill_on_drop(true);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

@@ -221,7 +221,10 @@ impl SearchIndex {
             fields[f].b.clamp(0.0, 1.0) / avg
         });
         const NAME: usize = Field::Name as usize;
-        let name_df = self.postings[t as usize].iter().filter(|p| p.tf[NAME] > 0).count() as f32;
+        let name_df = self.postings[t as usize]
+            .iter()
+            .filter(|p| p.tf[NAME] > 0)
+            .count() as f32;
         let name_idf = (1.0 + (n - name_df + 0.5) / (name_df + 0.5)).ln() * weight;
         for p in &self.postings[t as usize] {
             let d = p.doc as usize;

@@ -23,7 +23,9 @@ use bytes::Bytes;
 use patchbay_core::CallNode;
 use rmcp::{
     model::{ClientJsonRpcMessage, JsonObject},
-    transport::streamable_http_server::{SessionId, SessionManager, session::local::LocalSessionManager},
+    transport::streamable_http_server::{
+        SessionId, SessionManager, session::local::LocalSessionManager,
+    },
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +62,13 @@ impl FastPath {
         sessions: Arc<EndingSessions<LocalSessionManager>>,
         allowed_hosts: Vec<String>,
     ) -> Self {
-        Self { hub, sessions, allowed_hosts, inflight: Mutex::default(), touched: Mutex::default() }
+        Self {
+            hub,
+            sessions,
+            allowed_hosts,
+            inflight: Mutex::default(),
+            touched: Mutex::default(),
+        }
     }
 
     /// Tries to answer a POST to `/mcp` whose body is `body`.
@@ -71,7 +79,9 @@ impl FastPath {
         if !accepts_json(headers) || !self.host_allowed(headers) || is_stateless_version(headers) {
             return Outcome::Pass;
         }
-        let Ok(message) = serde_json::from_slice::<Value>(body) else { return Outcome::Pass };
+        let Ok(message) = serde_json::from_slice::<Value>(body) else {
+            return Outcome::Pass;
+        };
         if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Outcome::Pass;
         }
@@ -83,30 +93,51 @@ impl FastPath {
     }
 
     async fn call(self: &Arc<Self>, session: &str, message: Value) -> Outcome {
-        let Some(id) = message.get("id").filter(|id| id.is_string() || id.is_u64() || id.is_i64()).cloned() else {
+        let Some(id) = message
+            .get("id")
+            .filter(|id| id.is_string() || id.is_u64() || id.is_i64())
+            .cloned()
+        else {
             return Outcome::Pass;
         };
-        let Some(params) = message.get("params").and_then(Value::as_object) else { return Outcome::Pass };
+        let Some(params) = message.get("params").and_then(Value::as_object) else {
+            return Outcome::Pass;
+        };
         // A caller that wants progress needs a stream; rmcp's path provides it.
-        if params.get("_meta").and_then(|m| m.get("progressToken")).is_some() {
+        if params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .is_some()
+        {
             return Outcome::Pass;
         }
-        let Some(name) = params.get("name").and_then(Value::as_str) else { return Outcome::Pass };
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Outcome::Pass;
+        };
         let args: Option<JsonObject> = match params.get("arguments") {
             None | Some(Value::Null) => None,
             Some(Value::Object(o)) => Some(o.clone()),
             Some(_) => return Outcome::Pass,
         };
-        let Some(end) = self.sessions.end_of(session) else { return Outcome::Pass };
+        let Some(end) = self.sessions.end_of(session) else {
+            return Outcome::Pass;
+        };
         let session: SessionId = session.into();
         self.touch(&session).await;
 
         let token = end.child_token();
         let key = (session.clone(), id.to_string());
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), token.clone());
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), token.clone());
         // Dropped when the client goes away mid-call too: the call is then cancelled, and
         // the upstream told, rather than left running for nobody.
-        let _guard = InFlight { fast: self.clone(), key, token: token.clone() };
+        let _guard = InFlight {
+            fast: self.clone(),
+            key,
+            token: token.clone(),
+        };
 
         let hub = self.hub.clone();
         let name = name.to_owned();
@@ -121,7 +152,9 @@ impl FastPath {
                 json!({"jsonrpc": "2.0", "id": id, "result": result})
             }
             Ok(Err(error)) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-            Err(_) => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "internal error"}}),
+            Err(_) => {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "internal error"}})
+            }
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         Outcome::Answered(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
@@ -133,7 +166,12 @@ impl FastPath {
             return Outcome::Pass;
         };
         let key = (SessionId::from(session), request.to_string());
-        let token = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let token = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
         match token {
             Some(token) => {
                 token.cancel();
@@ -148,17 +186,21 @@ impl FastPath {
         let now = Instant::now();
         {
             let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            if touched.get(session).is_some_and(|t| now.duration_since(*t) < TOUCH_EVERY) {
+            if touched
+                .get(session)
+                .is_some_and(|t| now.duration_since(*t) < TOUCH_EVERY)
+            {
                 return;
             }
             touched.retain(|_, t| now.duration_since(*t) < TOUCH_EVERY * 4);
             touched.insert(session.clone(), now);
         }
-        let keepalive: ClientJsonRpcMessage =
-            match serde_json::from_value(json!({"jsonrpc": "2.0", "method": "notifications/patchbay/keepalive"})) {
-                Ok(m) => m,
-                Err(_) => return,
-            };
+        let keepalive: ClientJsonRpcMessage = match serde_json::from_value(
+            json!({"jsonrpc": "2.0", "method": "notifications/patchbay/keepalive"}),
+        ) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
         let _ = self.sessions.accept_message(session, keepalive).await;
     }
 
@@ -166,12 +208,18 @@ impl FastPath {
         if self.allowed_hosts.is_empty() {
             return true;
         }
-        let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
-        let Ok(authority) = axum::http::uri::Authority::try_from(host) else { return false };
+        let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Ok(authority) = axum::http::uri::Authority::try_from(host) else {
+            return false;
+        };
         let (h, port) = (normalize(authority.host()), authority.port_u16());
-        self.allowed_hosts.iter().any(|allowed| match axum::http::uri::Authority::try_from(allowed.as_str()) {
-            Ok(a) => normalize(a.host()) == h && a.port_u16().is_none_or(|p| Some(p) == port),
-            Err(_) => normalize(allowed) == h,
+        self.allowed_hosts.iter().any(|allowed| {
+            match axum::http::uri::Authority::try_from(allowed.as_str()) {
+                Ok(a) => normalize(a.host()) == h && a.port_u16().is_none_or(|p| Some(p) == port),
+                Err(_) => normalize(allowed) == h,
+            }
         })
     }
 }
@@ -185,7 +233,11 @@ struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.token.cancel();
-        self.fast.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+        self.fast
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -201,11 +253,16 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|m| {
             let m = m.split(';').next().unwrap_or("").trim();
-            m.eq_ignore_ascii_case("application/json") || m == "*/*" || m.eq_ignore_ascii_case("application/*")
+            m.eq_ignore_ascii_case("application/json")
+                || m == "*/*"
+                || m.eq_ignore_ascii_case("application/*")
         })
 }
 
 /// 2026-07-28 requests are stateless and carry per-request metadata rmcp checks; leave them to it.
 fn is_stateless_version(headers: &HeaderMap) -> bool {
-    headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).is_some_and(|v| v >= "2026-07-28")
+    headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= "2026-07-28")
 }

@@ -12,7 +12,7 @@ use axum::{
 };
 use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
-    streamable_http_server::session::local::{LocalSessionManager},
+    streamable_http_server::session::local::LocalSessionManager,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -57,13 +57,27 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     }
     // A deleted or expired session's calls are cancelled at once (see `session_end`).
     let sessions = Arc::new(EndingSessions::new(sessions));
-    let fast = Arc::new(FastPath::new(hub.clone(), sessions.clone(), config.allowed_hosts.clone()));
+    let fast = Arc::new(FastPath::new(
+        hub.clone(),
+        sessions.clone(),
+        config.allowed_hosts.clone(),
+    ));
     let factory_hub = hub.clone();
-    let mcp = StreamableHttpService::new(move || Ok(Session::new(factory_hub.clone())), sessions, config);
-    let front = Front { fast, limit: settings.max_body_bytes };
+    let mcp = StreamableHttpService::new(
+        move || Ok(Session::new(factory_hub.clone())),
+        sessions,
+        config,
+    );
+    let front = Front {
+        fast,
+        limit: settings.max_body_bytes,
+    };
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(front), jsonrpc_body_errors));
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(front),
+            jsonrpc_body_errors,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -92,13 +106,18 @@ async fn jsonrpc_body_errors(
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
     if request.method() != axum::http::Method::POST || !says_json {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        let message = format!("invalid request: the body exceeds {limit} bytes or could not be read");
+        let message =
+            format!("invalid request: the body exceeds {limit} bytes or could not be read");
         return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, &message);
     };
     if let Outcome::Answered(response) = front.fast.handle(&parts.headers, &bytes).await {
@@ -110,8 +129,16 @@ async fn jsonrpc_body_errors(
         return response;
     }
     match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        Err(e) => jsonrpc_error(StatusCode::BAD_REQUEST, -32700, &format!("parse error: {e}")),
-        Ok(_) => jsonrpc_error(StatusCode::BAD_REQUEST, -32600, "invalid request: the body is not a JSON-RPC message"),
+        Err(e) => jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            &format!("parse error: {e}"),
+        ),
+        Ok(_) => jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "invalid request: the body is not a JSON-RPC message",
+        ),
     }
 }
 
@@ -126,15 +153,24 @@ struct ReadyQuery {
     strict: Option<String>,
 }
 
-async fn readyz(State(hub): State<Arc<HubState>>, Query(q): Query<ReadyQuery>) -> impl IntoResponse {
+async fn readyz(
+    State(hub): State<Arc<HubState>>,
+    Query(q): Query<ReadyQuery>,
+) -> impl IntoResponse {
     let registry = hub.dispatcher.registry();
     let upstreams = registry.statuses();
-    let all_ready = upstreams.iter().all(|s| s.state == patchbay_core::UpstreamState::Ready);
+    let all_ready = upstreams
+        .iter()
+        .all(|s| s.state == patchbay_core::UpstreamState::Ready);
     let body = json!({
         "ready": all_ready,
         "operations": registry.len(),
         "upstreams": upstreams,
     });
-    let status = if q.strict.is_some() && !all_ready { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if q.strict.is_some() && !all_ready {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (status, Json(body))
 }

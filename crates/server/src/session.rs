@@ -9,8 +9,8 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-        ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+        ServerConfig, Tool,
     },
     service::{NotificationContext, Peer, RequestContext},
 };
@@ -39,7 +39,10 @@ const DIRECT_PAGE: usize = 1000;
 
 impl Session {
     pub fn new(hub: Arc<HubState>) -> Self {
-        Self { hub, policy: Arc::new(AllowAll) }
+        Self {
+            hub,
+            policy: Arc::new(AllowAll),
+        }
     }
 
     fn shows_meta(&self) -> bool {
@@ -64,8 +67,12 @@ impl Session {
             "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
             "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
             "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
-            "call" if self.shows_meta() => surface::call(dispatcher, policy, args, root, progress).await,
-            _ if self.shows_direct() => surface::call_direct(dispatcher, policy, name, args, root, progress).await,
+            "call" if self.shows_meta() => {
+                surface::call(dispatcher, policy, args, root, progress).await
+            }
+            _ if self.shows_direct() => {
+                surface::call_direct(dispatcher, policy, name, args, root, progress).await
+            }
             _ => {
                 return Err(ErrorData::invalid_params(
                     format!("unknown tool `{name}`; this hub offers list, search, schema and call"),
@@ -81,7 +88,10 @@ impl Session {
             tools.extend(surface::meta_tools());
         }
         if self.shows_direct() {
-            tools.extend(surface::direct_tools(&self.hub.dispatcher, self.policy.as_ref()));
+            tools.extend(surface::direct_tools(
+                &self.hub.dispatcher,
+                self.policy.as_ref(),
+            ));
         }
         tools
     }
@@ -135,7 +145,10 @@ fn call_token(context: &RequestContext<RoleServer>) -> CancellationToken {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("patchbay", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(if self.shows_meta() {
@@ -154,7 +167,11 @@ impl ServerHandler for Session {
         let tools = self.all_tools();
         let after = request.and_then(|r| r.cursor);
         let start = match &after {
-            Some(c) => tools.iter().position(|t| t.name.as_ref() == c).map(|i| i + 1).unwrap_or(tools.len()),
+            Some(c) => tools
+                .iter()
+                .position(|t| t.name.as_ref() == c)
+                .map(|i| i + 1)
+                .unwrap_or(tools.len()),
             None => 0,
         };
         let end = (start + DIRECT_PAGE).min(tools.len());
@@ -179,7 +196,9 @@ impl ServerHandler for Session {
         let root = CallNode::root(call_token(&context));
         let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
         // `run_tool` owns the sink, so it is dropped when the call ends.
-        let result = self.run_tool(request.name.to_string(), request.arguments, &root, progress).await?;
+        let result = self
+            .run_tool(request.name.to_string(), request.arguments, &root, progress)
+            .await?;
         // Progress must not arrive after the result (the client would drop it, or the stream
         // carrying it is closed by then): let the forwarder send what the call reported.
         if let Some(forwarder) = forwarder {

@@ -17,9 +17,7 @@ use rmcp::{
     transport::{
         Transport,
         common::server_side_http::ServerSseMessage,
-        streamable_http_server::{
-            RestoreOutcome, SessionId, SessionManager, session::EventStore,
-        },
+        streamable_http_server::{RestoreOutcome, SessionId, SessionManager, session::EventStore},
     },
 };
 use tokio_util::sync::CancellationToken;
@@ -37,7 +35,10 @@ pub struct EndingTransport<T> {
 
 impl<T> EndingTransport<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, end: CancellationToken::new() }
+        Self {
+            inner,
+            end: CancellationToken::new(),
+        }
     }
 }
 
@@ -65,7 +66,9 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for EndingTransport<T> {
         let mut message = self.inner.receive().await;
         match &mut message {
             Some(JsonRpcMessage::Request(r)) => {
-                r.request.extensions_mut().insert(SessionEnd(self.end.clone()));
+                r.request
+                    .extensions_mut()
+                    .insert(SessionEnd(self.end.clone()));
             }
             Some(_) => {}
             None => self.end.cancel(),
@@ -88,7 +91,10 @@ pub struct EndingSessions<M> {
 
 impl<M> EndingSessions<M> {
     pub fn new(inner: M) -> Self {
-        Self { inner, ends: Default::default() }
+        Self {
+            inner,
+            ends: Default::default(),
+        }
     }
 
     /// The end token of a live session; `None` once it has ended or if it never existed.
@@ -130,7 +136,12 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        if let Some(end) = self.ends.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+        if let Some(end) = self
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
             end.cancel();
         }
         self.inner.close_session(id).await
@@ -144,7 +155,11 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
         self.inner.create_stream(id, message).await
     }
 
-    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
         self.inner.accept_message(id, message).await
     }
 
@@ -163,7 +178,10 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
         self.inner.resume(id, last_event_id).await
     }
 
-    async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
         Ok(match self.inner.restore_session(id.clone()).await? {
             RestoreOutcome::Restored(t) => {
                 let transport = EndingTransport::new(t);

@@ -31,7 +31,10 @@ pub async fn serve(hub: Arc<HubState>, max_message_bytes: usize, shutdown: Cance
 }
 
 pub async fn serve_on(hub: Arc<HubState>, transport: LineTransport, shutdown: CancellationToken) {
-    let service = match Session::new(hub).serve_with_ct(transport, shutdown.child_token()).await {
+    let service = match Session::new(hub)
+        .serve_with_ct(transport, shutdown.child_token())
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "stdio session ended before initialize");
@@ -61,7 +64,10 @@ impl LineTransport {
         let (in_tx, in_rx) = mpsc::channel(256);
         tokio::spawn(write_lines(write, out_rx));
         tokio::spawn(read_lines(read, max_message_bytes, in_tx, out_tx.clone()));
-        Self { incoming: in_rx, outgoing: out_tx }
+        Self {
+            incoming: in_rx,
+            outgoing: out_tx,
+        }
     }
 }
 
@@ -89,9 +95,17 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
         match read_bounded_line(&mut read, &mut line, max).await {
             Ok(LineStatus::Eof) => break,
             Ok(LineStatus::TooLong(len)) => {
-                tracing::warn!(bytes = len, limit = max, "stdio: message over the size limit, dropped");
+                tracing::warn!(
+                    bytes = len,
+                    limit = max,
+                    "stdio: message over the size limit, dropped"
+                );
                 let _ = outgoing
-                    .send(error_line(Value::Null, -32600, &format!("message of {len}+ bytes exceeds the {max}-byte limit")))
+                    .send(error_line(
+                        Value::Null,
+                        -32600,
+                        &format!("message of {len}+ bytes exceeds the {max}-byte limit"),
+                    ))
                     .await;
             }
             Ok(LineStatus::Line) => {
@@ -155,7 +169,11 @@ async fn read_bounded_line<R: AsyncBufRead + Unpin>(
         }
         read.consume(take);
         if newline.is_some() {
-            return Ok(if discarded > 0 { LineStatus::TooLong(discarded) } else { LineStatus::Line });
+            return Ok(if discarded > 0 {
+                LineStatus::TooLong(discarded)
+            } else {
+                LineStatus::Line
+            });
         }
     }
 }
@@ -170,16 +188,29 @@ fn trim_line(line: &[u8]) -> &[u8] {
 type Rejection = (Value, i32, String);
 
 fn parse(line: &[u8]) -> Result<RxJsonRpcMessage<RoleServer>, Rejection> {
-    let text = std::str::from_utf8(line)
-        .map_err(|e| (Value::Null, -32700, format!("parse error: input is not UTF-8 ({e})")))?;
+    let text = std::str::from_utf8(line).map_err(|e| {
+        (
+            Value::Null,
+            -32700,
+            format!("parse error: input is not UTF-8 ({e})"),
+        )
+    })?;
     let value: Value = serde_json::from_str(text)
         .map_err(|e| (Value::Null, -32700, format!("parse error: {e}")))?;
     let id = value.get("id").cloned().unwrap_or(Value::Null);
     if value.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err((id, -32600, "invalid request: `jsonrpc` must be \"2.0\"".into()));
+        return Err((
+            id,
+            -32600,
+            "invalid request: `jsonrpc` must be \"2.0\"".into(),
+        ));
     }
     if value.is_array() {
-        return Err((Value::Null, -32600, "invalid request: batches are not supported".into()));
+        return Err((
+            Value::Null,
+            -32600,
+            "invalid request: batches are not supported".into(),
+        ));
     }
     let has_method = value.get("method").is_some_and(Value::is_string);
     match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {

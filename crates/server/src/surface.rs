@@ -140,9 +140,15 @@ struct CallItem {
     input: Option<Value>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(tool: &str, args: Option<JsonObject>) -> Result<T, CallError> {
+fn parse<T: for<'de> Deserialize<'de>>(
+    tool: &str,
+    args: Option<JsonObject>,
+) -> Result<T, CallError> {
     serde_json::from_value(Value::Object(args.unwrap_or_default())).map_err(|e| {
-        CallError::new(ErrorCode::InvalidInput, format!("bad arguments for `{tool}`: {e}"))
+        CallError::new(
+            ErrorCode::InvalidInput,
+            format!("bad arguments for `{tool}`: {e}"),
+        )
     })
 }
 
@@ -174,12 +180,19 @@ fn answer(value: Value) -> CallToolResult {
 
 /// A hub error as a tool result (`isError: true`), readable by a model and by code.
 pub fn error_result(error: &CallError) -> CallToolResult {
-    let mut r = CallToolResult::error(vec![ContentBlock::text(format!("{}: {}", error.code, error.message))]);
+    let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
+        "{}: {}",
+        error.code, error.message
+    ))]);
     r.structured_content = Some(json!({ "error": error }));
     r
 }
 
-pub fn list(dispatcher: &Dispatcher, policy: &dyn Policy, args: Option<JsonObject>) -> CallToolResult {
+pub fn list(
+    dispatcher: &Dispatcher,
+    policy: &dyn Policy,
+    args: Option<JsonObject>,
+) -> CallToolResult {
     let args: ListArgs = match parse("list", args) {
         Ok(a) => a,
         Err(e) => return error_result(&e),
@@ -207,7 +220,10 @@ pub fn list(dispatcher: &Dispatcher, policy: &dyn Policy, args: Option<JsonObjec
     let visible: Vec<Value> = registry
         .statuses()
         .iter()
-        .filter(|s| ops.iter().any(|op| op.namespace == s.namespace) || (s.operations == 0 && policy_sees_namespace(policy, &s.namespace)))
+        .filter(|s| {
+            ops.iter().any(|op| op.namespace == s.namespace)
+                || (s.operations == 0 && policy_sees_namespace(policy, &s.namespace))
+        })
         .filter(|s| args.namespace.as_ref().is_none_or(|n| n == &s.namespace))
         .map(status_json)
         .collect();
@@ -221,13 +237,22 @@ fn policy_sees_namespace(policy: &dyn Policy, namespace: &str) -> bool {
     policy.allows(&format!("{namespace}.*"))
 }
 
-pub fn search(dispatcher: &Dispatcher, policy: &dyn Policy, args: Option<JsonObject>) -> CallToolResult {
+pub fn search(
+    dispatcher: &Dispatcher,
+    policy: &dyn Policy,
+    args: Option<JsonObject>,
+) -> CallToolResult {
     let args: SearchArgs = match parse("search", args) {
         Ok(a) => a,
         Err(e) => return error_result(&e),
     };
-    let limit = args.limit.unwrap_or(SEARCH_LIMIT.0).clamp(1, SEARCH_LIMIT.1);
-    let hits = dispatcher.registry().search(&args.q, args.namespace.as_deref(), limit, policy);
+    let limit = args
+        .limit
+        .unwrap_or(SEARCH_LIMIT.0)
+        .clamp(1, SEARCH_LIMIT.1);
+    let hits = dispatcher
+        .registry()
+        .search(&args.q, args.namespace.as_deref(), limit, policy);
     answer(json!({
         "results": hits.iter().map(|(op, score)| json!({
             "tool": op.name,
@@ -237,7 +262,11 @@ pub fn search(dispatcher: &Dispatcher, policy: &dyn Policy, args: Option<JsonObj
     }))
 }
 
-pub fn schema_of(dispatcher: &Dispatcher, policy: &dyn Policy, args: Option<JsonObject>) -> CallToolResult {
+pub fn schema_of(
+    dispatcher: &Dispatcher,
+    policy: &dyn Policy,
+    args: Option<JsonObject>,
+) -> CallToolResult {
     let args: SchemaArgs = match parse("schema", args) {
         Ok(a) => a,
         Err(e) => return error_result(&e),
@@ -287,7 +316,10 @@ pub async fn call(
     if args.calls.is_empty() || args.calls.len() > MAX_BATCH {
         return error_result(&CallError::new(
             ErrorCode::InvalidInput,
-            format!("`calls` must hold 1 to {MAX_BATCH} items, not {}", args.calls.len()),
+            format!(
+                "`calls` must hold 1 to {MAX_BATCH} items, not {}",
+                args.calls.len()
+            ),
         ));
     }
     let names: Vec<String> = args.calls.iter().map(|c| c.tool.clone()).collect();
@@ -295,10 +327,15 @@ pub async fn call(
     let requests = args
         .calls
         .into_iter()
-        .map(|c| CallRequest { operation: c.tool, input: c.input })
+        .map(|c| CallRequest {
+            operation: c.tool,
+            input: c.input,
+        })
         .collect();
     let outcomes = dispatcher
-        .call_batch(policy, requests, root, |i| batch_progress.as_ref().map(|b| b.sink_for(i)))
+        .call_batch(policy, requests, root, |i| {
+            batch_progress.as_ref().map(|b| b.sink_for(i))
+        })
         .await;
     render_batch(&names, outcomes)
 }
@@ -307,12 +344,18 @@ pub async fn call(
 /// of each call's latest progress over the sum of their totals.
 struct BatchProgress {
     sink: ProgressSink,
-    latest: Arc<Mutex<Vec<(f64, Option<f64>)>>>,
+    /// Each call's latest `(progress, total)`.
+    latest: Arc<Mutex<Vec<Latest>>>,
 }
+
+type Latest = (f64, Option<f64>);
 
 impl BatchProgress {
     fn new(sink: ProgressSink, calls: usize) -> Self {
-        Self { sink, latest: Arc::new(Mutex::new(vec![(0.0, None); calls])) }
+        Self {
+            sink,
+            latest: Arc::new(Mutex::new(vec![(0.0, None); calls])),
+        }
     }
 
     fn sink_for(&self, index: usize) -> ProgressSink {
@@ -328,7 +371,11 @@ impl BatchProgress {
                 l[index] = (p.progress.max(l[index].0), p.total);
                 let progress: f64 = l.iter().map(|(p, _)| p).sum();
                 let total: Option<f64> = l.iter().map(|(_, t)| *t).sum();
-                Progress { progress, total, message: p.message.map(|m| format!("[{}] {m}", index + 1)) }
+                Progress {
+                    progress,
+                    total,
+                    message: p.message.map(|m| format!("[{}] {m}", index + 1)),
+                }
             };
             sink(combined);
         })
@@ -343,7 +390,11 @@ fn render_batch(names: &[String], outcomes: Vec<CallOutcome>) -> CallToolResult 
         match outcome {
             Ok(result) => {
                 let tool_error = result.is_error == Some(true);
-                let head = if tool_error { "tool reported an error" } else { "ok" };
+                let head = if tool_error {
+                    "tool reported an error"
+                } else {
+                    "ok"
+                };
                 content.push(ContentBlock::text(format!("[{}] {name}: {head}", i + 1)));
                 content.extend(result.content.iter().cloned());
                 if result.content.is_empty()
@@ -383,7 +434,10 @@ pub async fn call_direct(
     root: &CallNode,
     progress: Option<ProgressSink>,
 ) -> CallToolResult {
-    match dispatcher.call(policy, name, args.map(Value::Object), root, progress).await {
+    match dispatcher
+        .call(policy, name, args.map(Value::Object), root, progress)
+        .await
+    {
         Ok(result) => result,
         Err(e) => error_result(&e),
     }
@@ -391,5 +445,10 @@ pub async fn call_direct(
 
 /// Operation definitions for a `direct` listener's `tools/list`.
 pub fn direct_tools(dispatcher: &Dispatcher, policy: &dyn Policy) -> Vec<Tool> {
-    dispatcher.registry().list(None, policy).iter().map(|op| op.definition.clone()).collect()
+    dispatcher
+        .registry()
+        .list(None, policy)
+        .iter()
+        .map(|op| op.definition.clone())
+        .collect()
 }

@@ -26,7 +26,10 @@ pub type Client = RunningService<RoleClient, ()>;
 fn target_dir() -> PathBuf {
     // .../target/<profile>/deps/<test-binary>
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary (`patchbay`, `patchbay-fixture`), building the binaries once if
@@ -38,7 +41,14 @@ pub fn bin(name: &str) -> PathBuf {
         BUILT.get_or_init(|| {
             let release = target_dir().ends_with("release");
             let mut cmd = std::process::Command::new(env!("CARGO"));
-            cmd.args(["build", "--bins", "-p", "patchbay", "-p", "patchbay-fixture"]);
+            cmd.args([
+                "build",
+                "--bins",
+                "-p",
+                "patchbay",
+                "-p",
+                "patchbay-fixture",
+            ]);
             if release {
                 cmd.arg("--release");
             }
@@ -75,7 +85,9 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -166,14 +178,27 @@ impl Hub {
             .unwrap_or_else(|_| panic!("patchbay serve printed no address; log:\n{}", log.text()))
             .expect("read stdout")
             .unwrap_or_else(|| panic!("patchbay serve exited; log:\n{}", log.text()));
-        let url = first.strip_prefix("listening ").expect("listening line").to_owned();
+        let url = first
+            .strip_prefix("listening ")
+            .expect("listening line")
+            .to_owned();
         let base = url.trim_end_matches("/mcp").to_owned();
-        Self { child, url, base, log }
+        Self {
+            child,
+            url,
+            base,
+            log,
+        }
     }
 
     /// `/readyz` as JSON.
     pub async fn readyz(&self) -> Value {
-        reqwest::get(format!("{}/readyz", self.base)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/readyz", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until upstream `namespace` reports `state`.
@@ -181,13 +206,21 @@ impl Hub {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let r = self.readyz().await;
-            let up = r["upstreams"].as_array().unwrap().iter().find(|u| u["namespace"] == namespace).cloned();
+            let up = r["upstreams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["namespace"] == namespace)
+                .cloned();
             if let Some(up) = up {
                 if up["state"] == state {
                     return up;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    panic!("upstream {namespace} is {up}, not {state}; log:\n{}", self.log.text());
+                    panic!(
+                        "upstream {namespace} is {up}, not {state}; log:\n{}",
+                        self.log.text()
+                    );
                 }
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -227,13 +260,18 @@ impl Hub {
 
 pub async fn http_client(url: &str) -> Client {
     let transport = StreamableHttpClientTransport::from_uri(url);
-    ().serve(transport).await.expect("MCP client connects over HTTP")
+    ().serve(transport)
+        .await
+        .expect("MCP client connects over HTTP")
 }
 
 /// A `patchbay stdio` process with an MCP client on its stdin/stdout.
 pub async fn stdio_client(config: &Path) -> (Client, Log) {
     let mut cmd = Command::new(patchbay());
-    cmd.arg("stdio").arg("--config").arg(config).env("RUST_LOG", "info");
+    cmd.arg("stdio")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info");
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
         .spawn()
@@ -254,18 +292,30 @@ pub fn args(v: Value) -> JsonObject {
 pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
     let mut p = CallToolRequestParams::new(tool.to_owned());
     p.arguments = Some(args(arguments));
-    client.call_tool(p).await.unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+    client
+        .call_tool(p)
+        .await
+        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
 }
 
 /// Runs the meta tool `call` with one item and returns that item's entry of `results`.
 pub async fn call_one(client: &Client, tool: &str, input: Value) -> Value {
-    let r = call(client, "call", serde_json::json!({"calls": [{"tool": tool, "input": input}]})).await;
+    let r = call(
+        client,
+        "call",
+        serde_json::json!({"calls": [{"tool": tool, "input": input}]}),
+    )
+    .await;
     r.structured_content.expect("structured results")["results"][0].clone()
 }
 
 /// The text of every text block of a result, joined by newlines.
 pub fn text_of(r: &CallToolResult) -> String {
-    r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n")
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Waits until `pred` holds or `limit` passes.
@@ -315,7 +365,8 @@ impl rmcp::ClientHandler for Recorder {
     }
 
     async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
-        self.list_changed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.list_changed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -325,15 +376,25 @@ pub type RecordingClient = RunningService<RoleClient, Recorder>;
 pub async fn recording_client(url: &str) -> (RecordingClient, Recorder) {
     let recorder = Recorder::default();
     let transport = StreamableHttpClientTransport::from_uri(url);
-    let client = recorder.clone().serve(transport).await.expect("MCP client connects over HTTP");
+    let client = recorder
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP client connects over HTTP");
     (client, recorder)
 }
 
 /// Like [`call`], for any client (`&client` of any handler derefs to its peer).
-pub async fn call_peer(peer: &rmcp::service::Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
+pub async fn call_peer(
+    peer: &rmcp::service::Peer<RoleClient>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
     let mut p = CallToolRequestParams::new(tool.to_owned());
     p.arguments = Some(args(arguments));
-    peer.call_tool(p).await.unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+    peer.call_tool(p)
+        .await
+        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
 }
 
 /// Runs `patchbay ARGS` to completion in `cwd` with extra environment; returns (exit code,
@@ -345,7 +406,11 @@ pub async fn run_patchbay(
     limit: Duration,
 ) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(patchbay());
-    cmd.args(args).current_dir(cwd).stdin(Stdio::null()).env_remove("PATCHBAY_CONFIG").kill_on_drop(true);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .env_remove("PATCHBAY_CONFIG")
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -400,10 +465,17 @@ pub async fn wait_cancel_log(path: &Path, n: usize, limit: Duration) -> Vec<(Str
 pub async fn wait_pid_file(path: &Path, limit: Duration) -> i32 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
             return pid;
         }
-        assert!(tokio::time::Instant::now() < deadline, "pid file {} was never written", path.display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pid file {} was never written",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -440,7 +512,11 @@ impl Hub {
     pub async fn namespace_status(client: &Client, namespace: &str) -> Option<Value> {
         let r = call(client, "list", serde_json::json!({})).await;
         let v = r.structured_content.expect("structured list");
-        v["namespaces"].as_array()?.iter().find(|n| n["namespace"] == namespace).cloned()
+        v["namespaces"]
+            .as_array()?
+            .iter()
+            .find(|n| n["namespace"] == namespace)
+            .cloned()
     }
 }
 
@@ -473,13 +549,19 @@ impl HttpFixture {
             .expect("fixture printed its address")
             .expect("read stdout")
             .unwrap_or_else(|| panic!("fixture exited; log:\n{}", log.text()));
-        let url = first.strip_prefix("listening ").expect("listening line").to_owned();
+        let url = first
+            .strip_prefix("listening ")
+            .expect("listening line")
+            .to_owned();
         Self { child, url, log }
     }
 
     /// `ADDR` of `http://ADDR/mcp`.
     pub fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned()
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .to_owned()
     }
 
     /// Kills the fixture with SIGKILL and reaps it.

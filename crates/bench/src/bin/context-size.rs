@@ -10,7 +10,10 @@ use patchbay_bench::{HttpSession, target_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) -> anyhow::Result<(usize, usize, u64)> {
+async fn tools_list_chars(
+    patchbay: &std::path::Path,
+    config: &std::path::Path,
+) -> anyhow::Result<(usize, usize, u64)> {
     let mut hub = tokio::process::Command::new(patchbay)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -20,7 +23,10 @@ async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) 
         .spawn()?;
     let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
     let url = lines.next_line().await?.context("no address")?;
-    let url = url.strip_prefix("listening ").context("first line")?.to_owned();
+    let url = url
+        .strip_prefix("listening ")
+        .context("first line")?
+        .to_owned();
     let base = url.trim_end_matches("/mcp");
     for _ in 0..400 {
         let r: Value = reqwest::get(format!("{base}/readyz")).await?.json().await?;
@@ -48,10 +54,18 @@ async fn tools_list_chars(patchbay: &std::path::Path, config: &std::path::Path) 
     let rss_kib = hub
         .id()
         .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
     let _ = hub.start_kill();
-    Ok((tools.len(), serde_json::to_string(&json!({ "tools": tools }))?.len(), rss_kib))
+    Ok((
+        tools.len(),
+        serde_json::to_string(&json!({ "tools": tools }))?.len(),
+        rss_kib,
+    ))
 }
 
 #[tokio::main]
@@ -62,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--many" => many = args.next().context("--many N")?.parse()?,
             "-h" | "--help" => {
-                println!("context-size [--many N]: tools/list size (chars/4) for meta vs direct over the fixture catalog (+N generated tools)");
+                println!(
+                    "context-size [--many N]: tools/list size (chars/4) for meta vs direct over the fixture catalog (+N generated tools)"
+                );
                 return Ok(());
             }
             other => bail!("unknown argument `{other}`"),
@@ -74,13 +90,22 @@ async fn main() -> anyhow::Result<()> {
         bail!("build the binaries first: cargo build --release --bins");
     }
     let tmp = tempfile::tempdir()?;
-    let up = format!("[upstreams.fx]\ncommand = {:?}\nargs = [\"--many\", \"{many}\"]\n", fixture.display().to_string());
-    println!("| expose | tools | tools/list chars | tokens (chars/4) | hub RSS |\n|---|---:|---:|---:|---:|");
+    let up = format!(
+        "[upstreams.fx]\ncommand = {:?}\nargs = [\"--many\", \"{many}\"]\n",
+        fixture.display().to_string()
+    );
+    println!(
+        "| expose | tools | tools/list chars | tokens (chars/4) | hub RSS |\n|---|---:|---:|---:|---:|"
+    );
     for expose in ["meta", "direct"] {
         let cfg = tmp.path().join(format!("{expose}.toml"));
         std::fs::write(&cfg, format!("[server]\nexpose = \"{expose}\"\n{up}"))?;
         let (n, chars, rss) = tools_list_chars(&patchbay, &cfg).await?;
-        println!("| {expose} | {n} | {chars} | {} | {:.1} MiB |", chars / 4, rss as f64 / 1024.0);
+        println!(
+            "| {expose} | {n} | {chars} | {} | {:.1} MiB |",
+            chars / 4,
+            rss as f64 / 1024.0
+        );
     }
     Ok(())
 }

@@ -16,16 +16,26 @@ struct Options {
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut o = Options { seconds: 5, clients: vec![1, 16, 64] };
+    let mut o = Options {
+        seconds: 5,
+        clients: vec![1, 16, 64],
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => o.seconds = args.next().context("--seconds N")?.parse()?,
             "--clients" => {
-                o.clients = args.next().context("--clients 1,16,64")?.split(',').map(str::parse).collect::<Result<_, _>>()?
+                o.clients = args
+                    .next()
+                    .context("--clients 1,16,64")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
             }
             "-h" | "--help" => {
-                println!("proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`.");
+                println!(
+                    "proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`."
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument `{other}` (try --help)"),
@@ -58,19 +68,29 @@ async fn main() -> anyhow::Result<()> {
     let config = tmp.path().join("patchbay.toml");
     std::fs::write(
         &config,
-        format!("[server]\nexpose = \"both\"\n[upstreams.fx]\ncommand = {:?}\n", fixture.display().to_string()),
+        format!(
+            "[server]\nexpose = \"both\"\n[upstreams.fx]\ncommand = {:?}\n",
+            fixture.display().to_string()
+        ),
     )?;
     let mut hub = tokio::process::Command::new(&patchbay)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
-        .envs(std::env::var("PB_HUB_THREADS").ok().map(|t| ("TOKIO_WORKER_THREADS", t)))
+        .envs(
+            std::env::var("PB_HUB_THREADS")
+                .ok()
+                .map(|t| ("TOKIO_WORKER_THREADS", t)),
+        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let mut lines = BufReader::new(hub.stdout.take().unwrap()).lines();
     let url = lines.next_line().await?.context("hub printed no address")?;
-    let url = url.strip_prefix("listening ").context("unexpected first line")?.to_owned();
+    let url = url
+        .strip_prefix("listening ")
+        .context("unexpected first line")?
+        .to_owned();
     let base = url.trim_end_matches("/mcp").to_owned();
     for _ in 0..200 {
         let r: serde_json::Value = reqwest::get(format!("{base}/readyz")).await?.json().await?;
@@ -80,8 +100,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
-    println!("tools/call echo, {}s per point after 1s warm-up; 2-core machine, shared\n", o.seconds);
-    println!("| clients | direct p50 | direct p99 | direct calls/s | hub p50 | hub p99 | hub calls/s | added p50 | p50 ratio | throughput ratio |");
+    println!(
+        "tools/call echo, {}s per point after 1s warm-up; 2-core machine, shared\n",
+        o.seconds
+    );
+    println!(
+        "| clients | direct p50 | direct p99 | direct calls/s | hub p50 | hub p99 | hub calls/s | added p50 | p50 ratio | throughput ratio |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &o.clients {
         let direct = {
@@ -121,7 +146,12 @@ async fn main() -> anyhow::Result<()> {
     // The same direct calls through rmcp's client (what the hub uses upstream), for reference.
     {
         use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
-        let client = Arc::new(().serve(TokioChildProcess::new(tokio::process::Command::new(&fixture))?).await?);
+        let client = Arc::new(
+            ().serve(TokioChildProcess::new(tokio::process::Command::new(
+                &fixture,
+            ))?)
+            .await?,
+        );
         let c = client.clone();
         let f = measure(1, warmup, duration, move |_| {
             let c = c.clone();
@@ -133,7 +163,11 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-        println!("\ndirect through rmcp's client, 1 client: p50 {}, p99 {}", us(f.p50), us(f.p99));
+        println!(
+            "\ndirect through rmcp's client, 1 client: p50 {}, p99 {}",
+            us(f.p50),
+            us(f.p99)
+        );
     }
 
     // The meta surface: the same echo as one item of a `call` batch.
@@ -142,8 +176,10 @@ async fn main() -> anyhow::Result<()> {
         let s = session.clone();
         async move {
             let r = s
-                .request(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "call",
-                    "arguments": {"calls": [{"tool": "fx.echo", "input": {"text": "hello"}}]}}}))
+                .request(
+                    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "call",
+                    "arguments": {"calls": [{"tool": "fx.echo", "input": {"text": "hello"}}]}}}),
+                )
                 .await?;
             if r["result"]["structuredContent"]["results"][0]["success"] != true {
                 bail!("meta call failed: {r}");
@@ -152,7 +188,12 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
-    println!("\nmeta `call` (one item), 1 client: p50 {}, p99 {}, {:.0} calls/s", us(meta.p50), us(meta.p99), meta.per_second);
+    println!(
+        "\nmeta `call` (one item), 1 client: p50 {}, p99 {}, {:.0} calls/s",
+        us(meta.p50),
+        us(meta.p99),
+        meta.per_second
+    );
 
     // The front door alone: a meta `list` of one operation never reaches the upstream.
     let session = Arc::new(HttpSession::open(&url).await?);
@@ -160,8 +201,10 @@ async fn main() -> anyhow::Result<()> {
         let s = session.clone();
         async move {
             let r = s
-                .request(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list",
-                    "arguments": {"limit": 1}}}))
+                .request(
+                    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list",
+                    "arguments": {"limit": 1}}}),
+                )
                 .await?;
             if r.get("result").is_none() {
                 bail!("list failed: {r}");
@@ -170,7 +213,12 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
-    println!("front door only (`list`, limit 1, no upstream), 1 client: p50 {}, p99 {}, {:.0} calls/s", us(front.p50), us(front.p99), front.per_second);
+    println!(
+        "front door only (`list`, limit 1, no upstream), 1 client: p50 {}, p99 {}, {:.0} calls/s",
+        us(front.p50),
+        us(front.p99),
+        front.per_second
+    );
 
     // The floor: an HTTP round trip to the hub that does no MCP work at all.
     let client = reqwest::Client::new();
@@ -183,7 +231,11 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
-    println!("HTTP floor (`GET /healthz`), 1 client: p50 {}, p99 {}", us(floor.p50), us(floor.p99));
+    println!(
+        "HTTP floor (`GET /healthz`), 1 client: p50 {}, p99 {}",
+        us(floor.p50),
+        us(floor.p99)
+    );
     let _ = hub.start_kill();
     Ok(())
 }

@@ -38,11 +38,19 @@ impl RawStdio {
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let log = Log::default();
         log.collect(child.stderr.take().unwrap());
-        Self { child, stdin, stdout, log }
+        Self {
+            child,
+            stdin,
+            stdout,
+            log,
+        }
     }
 
     async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).await.expect("write to patchbay stdio");
+        self.stdin
+            .write_all(bytes)
+            .await
+            .expect("write to patchbay stdio");
         self.stdin.flush().await.unwrap();
     }
 
@@ -57,10 +65,15 @@ impl RawStdio {
         loop {
             let line = tokio::time::timeout(ANSWER, self.stdout.next_line())
                 .await
-                .unwrap_or_else(|_| panic!("no answer within {ANSWER:?}; log:\n{}", self.log.text()))
+                .unwrap_or_else(|_| {
+                    panic!("no answer within {ANSWER:?}; log:\n{}", self.log.text())
+                })
                 .expect("read stdout")
-                .unwrap_or_else(|| panic!("patchbay stdio closed stdout; log:\n{}", self.log.text()));
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                .unwrap_or_else(|| {
+                    panic!("patchbay stdio closed stdout; log:\n{}", self.log.text())
+                });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
             assert_eq!(v["jsonrpc"], "2.0", "{v}");
             if v.get("id").is_some() {
                 return v;
@@ -69,7 +82,8 @@ impl RawStdio {
     }
 
     async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
         let a = self.answer().await;
         assert_eq!(a["id"], id, "answers come in order here: {a}");
         a
@@ -78,18 +92,26 @@ impl RawStdio {
     /// A ping answered proves the session is still alive.
     async fn alive(&mut self, id: u64) {
         let a = self.request(id, "ping", json!({})).await;
-        assert!(a.get("result").is_some(), "ping not answered with a result: {a}");
+        assert!(
+            a.get("result").is_some(),
+            "ping not answered with a result: {a}"
+        );
     }
 }
 
 fn error_code(v: &Value) -> i64 {
-    v["error"]["code"].as_i64().unwrap_or_else(|| panic!("not a JSON-RPC error: {v}"))
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not a JSON-RPC error: {v}"))
 }
 
 #[tokio::test]
 async fn stdio_answers_bad_lines_and_carries_on() {
     let ws = Workspace::new();
-    let config = ws.write("patchbay.toml", &format!("[server]\nmax_message_bytes = {MAX_MESSAGE}\n"));
+    let config = ws.write(
+        "patchbay.toml",
+        &format!("[server]\nmax_message_bytes = {MAX_MESSAGE}\n"),
+    );
     let mut s = RawStdio::start(&config).await;
 
     let init = s
@@ -100,7 +122,8 @@ async fn stdio_answers_bad_lines_and_carries_on() {
         )
         .await;
     assert_eq!(init["result"]["serverInfo"]["name"], "patchbay", "{init}");
-    s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
 
     // Not JSON: parse error, id null.
     s.send_bytes(b"this is not json at all\n").await;
@@ -108,15 +131,21 @@ async fn stdio_answers_bad_lines_and_carries_on() {
     assert_eq!(error_code(&e), -32700, "{e}");
     assert_eq!(e["id"], Value::Null, "{e}");
     let tools = s.request(2, "tools/list", json!({})).await;
-    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(4), "{tools}");
+    assert_eq!(
+        tools["result"]["tools"].as_array().map(Vec::len),
+        Some(4),
+        "{tools}"
+    );
 
     // Truncated JSON.
-    s.send_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 3, \"method\": \n").await;
+    s.send_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 3, \"method\": \n")
+        .await;
     assert_eq!(error_code(&s.answer().await), -32700);
     s.alive(4).await;
 
     // Not UTF-8.
-    s.send_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": \"\xff\xfe\"}\n").await;
+    s.send_bytes(b"{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": \"\xff\xfe\"}\n")
+        .await;
     let e = s.answer().await;
     assert_eq!(error_code(&e), -32700, "{e}");
     s.alive(6).await;
@@ -144,14 +173,16 @@ async fn stdio_answers_bad_lines_and_carries_on() {
     // Not a JSON-RPC message at all, and a wrong jsonrpc version.
     s.send(json!({"hello": "world"})).await;
     assert_eq!(error_code(&s.answer().await), -32600);
-    s.send(json!({"jsonrpc": "1.0", "id": 11, "method": "ping"})).await;
+    s.send(json!({"jsonrpc": "1.0", "id": 11, "method": "ping"}))
+        .await;
     let e = s.answer().await;
     assert_eq!(error_code(&e), -32600, "{e}");
     assert_eq!(e["id"], 11, "{e}");
     s.alive(12).await;
 
     // Malformed params of a known method: an error for that id.
-    s.send(json!({"jsonrpc": "2.0", "id": 13, "method": "tools/call", "params": "garbage"})).await;
+    s.send(json!({"jsonrpc": "2.0", "id": 13, "method": "tools/call", "params": "garbage"}))
+        .await;
     let e = s.answer().await;
     assert_eq!(e["id"], 13, "{e}");
     assert!(e.get("error").is_some(), "{e}");
@@ -165,20 +196,33 @@ async fn stdio_answers_bad_lines_and_carries_on() {
         (18, "schema", json!({})),
         (19, "list", json!({"unknown_field": true})),
     ] {
-        let a = s.request(id, "tools/call", json!({"name": tool, "arguments": arguments})).await;
+        let a = s
+            .request(
+                id,
+                "tools/call",
+                json!({"name": tool, "arguments": arguments}),
+            )
+            .await;
         let result = &a["result"];
         assert_eq!(result["isError"], true, "{tool} {arguments}: {a}");
-        assert_eq!(result["structuredContent"]["error"]["code"], "invalid_input", "{tool} {arguments}: {a}");
+        assert_eq!(
+            result["structuredContent"]["error"]["code"], "invalid_input",
+            "{tool} {arguments}: {a}"
+        );
     }
     s.alive(20).await;
 
     // Blank lines and CRLF endings are tolerated.
-    s.send_bytes(b"\n\r\n{\"jsonrpc\": \"2.0\", \"id\": 21, \"method\": \"ping\"}\r\n").await;
+    s.send_bytes(b"\n\r\n{\"jsonrpc\": \"2.0\", \"id\": 21, \"method\": \"ping\"}\r\n")
+        .await;
     assert_eq!(s.answer().await["id"], 21);
 
     // Closing stdin ends the process cleanly.
     drop(s.stdin);
-    let status = tokio::time::timeout(Duration::from_secs(15), s.child.wait()).await.expect("exits after stdin closes").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), s.child.wait())
+        .await
+        .expect("exits after stdin closes")
+        .unwrap();
     assert!(status.success(), "{status}; log:\n{}", s.log.text());
     assert!(!s.log.text().contains("panicked"), "{}", s.log.text());
 }
@@ -190,7 +234,12 @@ fn initialize_body() -> Value {
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>, session: Option<&str>) -> reqwest::Response {
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    session: Option<&str>,
+) -> reqwest::Response {
     let mut req = http
         .post(url)
         .header("content-type", "application/json")
@@ -214,7 +263,10 @@ async fn still_serves(hub: &Hub) {
 #[tokio::test]
 async fn http_rejects_bad_requests_and_keeps_serving() {
     let ws = Workspace::new();
-    let config = ws.write("patchbay.toml", &format!("[server]\nmax_message_bytes = {MAX_MESSAGE}\n"));
+    let config = ws.write(
+        "patchbay.toml",
+        &format!("[server]\nmax_message_bytes = {MAX_MESSAGE}\n"),
+    );
     let hub = Hub::serve(&config).await;
     let http = reqwest::Client::new();
 
@@ -222,17 +274,29 @@ async fn http_rejects_bad_requests_and_keeps_serving() {
     let mut big = initialize_body();
     big["params"]["clientInfo"]["name"] = json!("x".repeat(MAX_MESSAGE * 4));
     let r = post(&http, &hub.url, serde_json::to_vec(&big).unwrap(), None).await;
-    assert!(r.status().is_client_error(), "oversized body: {}", r.status());
+    assert!(
+        r.status().is_client_error(),
+        "oversized body: {}",
+        r.status()
+    );
     assert_eq!(r.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
     still_serves(&hub).await;
 
     // Malformed JSON: a 4xx with a JSON-RPC error body.
-    for body in [&b"{not json"[..], b"", b"\xff\xfe", b"[1, 2", b"{\"jsonrpc\": \"2.0\", \"id\": 1}"] {
+    for body in [
+        &b"{not json"[..],
+        b"",
+        b"\xff\xfe",
+        b"[1, 2",
+        b"{\"jsonrpc\": \"2.0\", \"id\": 1}",
+    ] {
         let r = post(&http, &hub.url, body.to_vec(), None).await;
         let status = r.status();
         let text = r.text().await.unwrap();
         assert!(status.is_client_error(), "{body:?}: {status} {text}");
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{body:?}: body is not a JSON-RPC error ({e}): {status} {text}"));
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("{body:?}: body is not a JSON-RPC error ({e}): {status} {text}")
+        });
         assert_eq!(v["jsonrpc"], "2.0", "{v}");
         let code = error_code(&v);
         assert!(code == -32700 || code == -32600, "{body:?}: {v}");
@@ -241,14 +305,29 @@ async fn http_rejects_bad_requests_and_keeps_serving() {
 
     // An unknown session id: 404, so the client knows to start a new session.
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
-    let r = post(&http, &hub.url, serde_json::to_vec(&list).unwrap(), Some("no-such-session")).await;
-    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "{}", r.text().await.unwrap_or_default());
+    let r = post(
+        &http,
+        &hub.url,
+        serde_json::to_vec(&list).unwrap(),
+        Some("no-such-session"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
     still_serves(&hub).await;
 
     // Unknown paths are 404; health stays up.
     let r = http.get(format!("{}/nope", hub.base)).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
-    let r = http.get(format!("{}/healthz", hub.base)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/healthz", hub.base))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
     assert!(!hub.log.text().contains("panicked"), "{}", hub.log.text());
     assert!(hub.stop().await.success());

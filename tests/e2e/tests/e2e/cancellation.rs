@@ -20,11 +20,25 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 /// A stdio fixture `fx` that logs cancellations to `cancel.log`, with extra table lines;
 /// `server` is put in a `[server]` table when not empty.
-fn config_with_cancel_log(ws: &Workspace, server: &str, upstream_extra: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+fn config_with_cancel_log(
+    ws: &Workspace,
+    server: &str,
+    upstream_extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let log = ws.path("cancel.log");
-    let env = format!("env = {{ FIXTURE_CANCEL_LOG = {:?} }}\n{upstream_extra}", log.display().to_string());
-    let server = if server.is_empty() { String::new() } else { format!("[server]\n{server}\n") };
-    let config = ws.write("patchbay.toml", &format!("{server}{}", fixture_upstream("fx", &[], &env)));
+    let env = format!(
+        "env = {{ FIXTURE_CANCEL_LOG = {:?} }}\n{upstream_extra}",
+        log.display().to_string()
+    );
+    let server = if server.is_empty() {
+        String::new()
+    } else {
+        format!("[server]\n{server}\n")
+    };
+    let config = ws.write(
+        "patchbay.toml",
+        &format!("{server}{}", fixture_upstream("fx", &[], &env)),
+    );
     (config, log)
 }
 
@@ -47,11 +61,23 @@ async fn assert_cancel_reaches_upstream(client: &Client, log: &Path, calls: Valu
     let n = calls.as_array().unwrap().len();
     let handle = start_call(client, calls).await;
     tokio::time::sleep(SETTLE).await;
-    assert!(cancel_log(log).is_empty(), "cancelled before the client asked: {:?}", cancel_log(log));
+    assert!(
+        cancel_log(log).is_empty(),
+        "cancelled before the client asked: {:?}",
+        cancel_log(log)
+    );
     let sent = unix_millis();
-    handle.cancel(Some("test cancels".into())).await.expect("send notifications/cancelled");
+    handle
+        .cancel(Some("test cancels".into()))
+        .await
+        .expect("send notifications/cancelled");
     let lines = wait_cancel_log(log, n, Duration::from_secs(5)).await;
-    assert_eq!(lines.len(), n, "the upstream saw {} of {n} cancellations: {lines:?}", lines.len());
+    assert_eq!(
+        lines.len(),
+        n,
+        "the upstream saw {} of {n} cancellations: {lines:?}",
+        lines.len()
+    );
     for (id, at) in &lines {
         let after = at.saturating_sub(sent);
         eprintln!("upstream request {id} cancelled {after} ms after the client cancelled");
@@ -61,7 +87,11 @@ async fn assert_cancel_reaches_upstream(client: &Client, log: &Path, calls: Valu
         );
     }
     let ids: std::collections::HashSet<&String> = lines.iter().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), n, "the same upstream request was cancelled twice: {lines:?}");
+    assert_eq!(
+        ids.len(),
+        n,
+        "the same upstream request was cancelled twice: {lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +103,10 @@ async fn client_cancellation_reaches_the_upstream_over_http() {
     let client = hub.client().await;
     assert_cancel_reaches_upstream(&client, &log, json!([{"tool": "fx.sleep"}])).await;
     // The session is still usable afterwards.
-    assert_eq!(call_one(&client, "fx.echo", json!({"text": "x"})).await["success"], true);
+    assert_eq!(
+        call_one(&client, "fx.echo", json!({"text": "x"})).await["success"],
+        true
+    );
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
 }
@@ -85,7 +118,12 @@ async fn client_cancellation_of_a_batch_cancels_every_item_over_http() {
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(LONG).await;
     let client = hub.client().await;
-    assert_cancel_reaches_upstream(&client, &log, json!([{"tool": "fx.sleep"}, {"tool": "fx.sleep", "input": {}}])).await;
+    assert_cancel_reaches_upstream(
+        &client,
+        &log,
+        json!([{"tool": "fx.sleep"}, {"tool": "fx.sleep", "input": {}}]),
+    )
+    .await;
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
 }
@@ -101,10 +139,17 @@ async fn client_cancellation_reaches_the_upstream_over_stdio() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(LONG, ready).await.unwrap_or_else(|_| panic!("fx never ready; log:\n{}", hub_log.text()));
+    tokio::time::timeout(LONG, ready)
+        .await
+        .unwrap_or_else(|_| panic!("fx never ready; log:\n{}", hub_log.text()));
     assert_cancel_reaches_upstream(&client, &log, json!([{"tool": "fx.sleep"}])).await;
     std::fs::remove_file(&log).unwrap();
-    assert_cancel_reaches_upstream(&client, &log, json!([{"tool": "fx.sleep"}, {"tool": "fx.sleep"}])).await;
+    assert_cancel_reaches_upstream(
+        &client,
+        &log,
+        json!([{"tool": "fx.sleep"}, {"tool": "fx.sleep"}]),
+    )
+    .await;
     client.cancel().await.unwrap();
 }
 
@@ -120,10 +165,20 @@ async fn an_upstream_timeout_answers_timeout_and_cancels_upstream() {
     let took = t.elapsed();
     assert_eq!(r["success"], false, "{r}");
     assert_eq!(r["error"]["code"], "timeout", "{r}");
-    assert!(took >= Duration::from_millis(300), "timed out after only {took:?}");
-    assert!(took < Duration::from_secs(2), "timed out after {took:?}, not ~300 ms");
+    assert!(
+        took >= Duration::from_millis(300),
+        "timed out after only {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "timed out after {took:?}, not ~300 ms"
+    );
     let lines = wait_cancel_log(&log, 1, Duration::from_secs(2)).await;
-    assert_eq!(lines.len(), 1, "the upstream was not told of the timeout: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "the upstream was not told of the timeout: {lines:?}"
+    );
     // A call that finishes in time is unaffected.
     let r = call_one(&client, "fx.sleep", json!({"ms": 50})).await;
     assert_eq!(r["success"], true, "{r}");
@@ -145,9 +200,17 @@ async fn ending_an_http_session_cancels_its_calls_upstream() {
     client.cancel().await.unwrap();
     drop(handle);
     let lines = wait_cancel_log(&log, 1, Duration::from_secs(10)).await;
-    assert_eq!(lines.len(), 1, "the upstream call outlived the session; log:\n{}", hub.log.text());
+    assert_eq!(
+        lines.len(),
+        1,
+        "the upstream call outlived the session; log:\n{}",
+        hub.log.text()
+    );
     let took = closed.elapsed();
-    assert!(took < Duration::from_secs(1), "the upstream call was cancelled {took:?} after the session ended");
+    assert!(
+        took < Duration::from_secs(1),
+        "the upstream call was cancelled {took:?} after the session ended"
+    );
     assert!(hub.stop().await.success());
 }
 
@@ -167,10 +230,16 @@ async fn the_server_default_timeout_applies_unless_the_upstream_sets_one() {
     let client = hub.client().await;
     // Without the 200 ms default this would succeed (the built-in default is 60 s).
     let r = call_one(&client, "fx.sleep", json!({"ms": 500})).await;
-    assert_eq!(r["error"]["code"], "timeout", "the 200 ms default did not apply: {r}");
+    assert_eq!(
+        r["error"]["code"], "timeout",
+        "the 200 ms default did not apply: {r}"
+    );
     assert_eq!(r["error"]["message"], "no answer within 200ms", "{r}");
     let r = call_one(&client, "patient.sleep", json!({"ms": 500})).await;
-    assert_eq!(r["success"], true, "the upstream's 2 s did not override the default: {r}");
+    assert_eq!(
+        r["success"], true,
+        "the upstream's 2 s did not override the default: {r}"
+    );
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
 }
@@ -180,8 +249,14 @@ async fn ending_a_stdio_session_mid_call_stops_the_upstream() {
     let ws = Workspace::new();
     let pid_file = ws.path("fx.pid");
     let (_, log) = config_with_cancel_log(&ws, "", "");
-    let env = format!("env = {{ FIXTURE_CANCEL_LOG = {:?} }}\n", log.display().to_string());
-    let config = ws.write("patchbay.toml", &fixture_upstream("fx", &["--pid-file", pid_file.to_str().unwrap()], &env));
+    let env = format!(
+        "env = {{ FIXTURE_CANCEL_LOG = {:?} }}\n",
+        log.display().to_string()
+    );
+    let config = ws.write(
+        "patchbay.toml",
+        &fixture_upstream("fx", &["--pid-file", pid_file.to_str().unwrap()], &env),
+    );
     let mut hub = tokio::process::Command::new(patchbay())
         .arg("stdio")
         .arg("--config")
@@ -193,7 +268,9 @@ async fn ending_a_stdio_session_mid_call_stops_the_upstream() {
         .spawn()
         .unwrap();
     let (stdin, stdout) = (hub.stdin.take().unwrap(), hub.stdout.take().unwrap());
-    let client: Client = rmcp::ServiceExt::serve((), (stdout, stdin)).await.expect("MCP over the hub's stdio");
+    let client: Client = rmcp::ServiceExt::serve((), (stdout, stdin))
+        .await
+        .expect("MCP over the hub's stdio");
     let ready = async {
         while call_one(&client, "fx.echo", json!({"text": "x"})).await["success"] != true {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -210,5 +287,8 @@ async fn ending_a_stdio_session_mid_call_stops_the_upstream() {
         .expect("the hub exits after stdin closes, in-flight call or not")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(eventually(Duration::from_secs(5), || !pid_alive(fixture_pid)).await, "fixture {fixture_pid} left behind");
+    assert!(
+        eventually(Duration::from_secs(5), || !pid_alive(fixture_pid)).await,
+        "fixture {fixture_pid} left behind"
+    );
 }

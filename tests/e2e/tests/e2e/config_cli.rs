@@ -12,7 +12,8 @@ const CLI: Duration = Duration::from_secs(30);
 const MISSING_VAR: &str = "PATCHBAY_E2E_SURELY_UNSET_VARIABLE";
 
 fn mcp_servers_json(name: &str, flags: &[&str]) -> String {
-    json!({"mcpServers": {name: {"command": fixture().display().to_string(), "args": flags}}}).to_string()
+    json!({"mcpServers": {name: {"command": fixture().display().to_string(), "args": flags}}})
+        .to_string()
 }
 
 #[tokio::test]
@@ -32,10 +33,21 @@ async fn mcp_servers_json_works_unchanged() {
 async fn toml_imports_mcp_servers_files() {
     let ws = Workspace::new();
     ws.write("mcp.json", &mcp_servers_json("imported", &[]));
-    let config = ws.write("patchbay.toml", &format!("import = [\"mcp.json\"]\n\n{}", fixture_upstream("own", &[], "")));
+    let config = ws.write(
+        "patchbay.toml",
+        &format!(
+            "import = [\"mcp.json\"]\n\n{}",
+            fixture_upstream("own", &[], "")
+        ),
+    );
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(READY).await;
-    let namespaces: Vec<Value> = hub.readyz().await["upstreams"].as_array().unwrap().iter().map(|u| u["namespace"].clone()).collect();
+    let namespaces: Vec<Value> = hub.readyz().await["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["namespace"].clone())
+        .collect();
     assert_eq!(namespaces, [json!("imported"), json!("own")]);
     let client = hub.client().await;
     for tool in ["imported.echo", "own.echo"] {
@@ -51,26 +63,58 @@ async fn a_missing_variable_stops_serve_and_check() {
     let ws = Workspace::new();
     let config = ws.write(
         "patchbay.toml",
-        &fixture_upstream("fx", &[], &format!("env = {{ TOKEN = \"${{{MISSING_VAR}}}\" }}")),
+        &fixture_upstream(
+            "fx",
+            &[],
+            &format!("env = {{ TOKEN = \"${{{MISSING_VAR}}}\" }}"),
+        ),
     );
     let config = config.to_str().unwrap();
-    for command in [&["serve", "--listen", "127.0.0.1:0", "--config", config][..], &["check", "--config", config][..]] {
+    for command in [
+        &["serve", "--listen", "127.0.0.1:0", "--config", config][..],
+        &["check", "--config", config][..],
+    ] {
         let (code, stdout, stderr) = run_patchbay(command, ws.dir.path(), &[], CLI).await;
-        assert!(code.is_some_and(|c| c != 0), "{command:?} exited {code:?}; stdout: {stdout}");
-        assert!(stderr.contains(MISSING_VAR), "{command:?}: the error names the variable: {stderr}");
-        assert!(!stdout.contains("listening"), "{command:?} must not serve: {stdout}");
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{command:?} exited {code:?}; stdout: {stdout}"
+        );
+        assert!(
+            stderr.contains(MISSING_VAR),
+            "{command:?}: the error names the variable: {stderr}"
+        );
+        assert!(
+            !stdout.contains("listening"),
+            "{command:?} must not serve: {stdout}"
+        );
     }
 
     // With the variable set, and with a default, the same config is fine.
-    let (code, stdout, stderr) =
-        run_patchbay(&["check", "--config", config], ws.dir.path(), &[(MISSING_VAR, "set")], CLI).await;
+    let (code, stdout, stderr) = run_patchbay(
+        &["check", "--config", config],
+        ws.dir.path(),
+        &[(MISSING_VAR, "set")],
+        CLI,
+    )
+    .await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let with_default = ws.write(
         "default.toml",
-        &fixture_upstream("fx", &[], &format!("env = {{ TOKEN = \"${{{MISSING_VAR}:-fallback}}\" }}")),
+        &fixture_upstream(
+            "fx",
+            &[],
+            &format!("env = {{ TOKEN = \"${{{MISSING_VAR}:-fallback}}\" }}"),
+        ),
     );
     let (code, stdout, _) = run_patchbay(
-        &["ops", "--config", with_default.to_str().unwrap(), "call", "fx.env", r#"{"name": "TOKEN"}"#],
+        &[
+            "ops",
+            "--config",
+            with_default.to_str().unwrap(),
+            "call",
+            "fx.env",
+            r#"{"name": "TOKEN"}"#,
+        ],
         ws.dir.path(),
         &[],
         CLI,
@@ -84,28 +128,61 @@ async fn a_missing_variable_stops_serve_and_check() {
 async fn unknown_config_fields_are_errors() {
     let ws = Workspace::new();
     for (file, text, field) in [
-        ("server.toml", "[server]\nlisten_addr = \"127.0.0.1:0\"\n".to_owned(), "listen_addr"),
-        ("upstream.toml", fixture_upstream("fx", &[], "comand = \"typo\""), "comand"),
-        ("top.toml", format!("imports = []\n{}", fixture_upstream("fx", &[], "")), "imports"),
+        (
+            "server.toml",
+            "[server]\nlisten_addr = \"127.0.0.1:0\"\n".to_owned(),
+            "listen_addr",
+        ),
+        (
+            "upstream.toml",
+            fixture_upstream("fx", &[], "comand = \"typo\""),
+            "comand",
+        ),
+        (
+            "top.toml",
+            format!("imports = []\n{}", fixture_upstream("fx", &[], "")),
+            "imports",
+        ),
     ] {
         let config = ws.write(file, &text);
-        let (code, stdout, stderr) =
-            run_patchbay(&["check", "--config", config.to_str().unwrap()], ws.dir.path(), &[], CLI).await;
-        assert!(code.is_some_and(|c| c != 0), "{file}: exited {code:?}: {stdout}");
-        assert!(stderr.contains(field), "{file}: the error names `{field}`: {stderr}");
-        let (code, stdout, _) = run_patchbay(
-            &["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+        let (code, stdout, stderr) = run_patchbay(
+            &["check", "--config", config.to_str().unwrap()],
             ws.dir.path(),
             &[],
             CLI,
         )
         .await;
-        assert!(code.is_some_and(|c| c != 0), "{file}: serve exited {code:?}: {stdout}");
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{file}: exited {code:?}: {stdout}"
+        );
+        assert!(
+            stderr.contains(field),
+            "{file}: the error names `{field}`: {stderr}"
+        );
+        let (code, stdout, _) = run_patchbay(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            ws.dir.path(),
+            &[],
+            CLI,
+        )
+        .await;
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{file}: serve exited {code:?}: {stdout}"
+        );
     }
 }
 
 fn json_out(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("--json output is not JSON ({e}): {stdout}"))
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}): {stdout}"))
 }
 
 #[tokio::test]
@@ -126,8 +203,14 @@ async fn ops_against_a_config() {
 
     let (code, out, err) = run(ops(&["list"])).await;
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("TOOL") && out.contains("fx.echo") && out.contains("fx.add"), "{out}");
-    assert!(out.contains("Add two numbers"), "summaries are shown: {out}");
+    assert!(
+        out.contains("TOOL") && out.contains("fx.echo") && out.contains("fx.add"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Add two numbers"),
+        "summaries are shown: {out}"
+    );
 
     let (code, out, _) = run(ops(&["--json", "list"])).await;
     assert_eq!(code, Some(0));
@@ -139,11 +222,18 @@ async fn ops_against_a_config() {
     assert_eq!(json_out(&out)["results"][0]["tool"], "fx.echo", "{out}");
     let (code, out, _) = run(ops(&["search", "echo", "text", "back"])).await;
     assert_eq!(code, Some(0));
-    assert!(out.lines().next().is_some_and(|l| l.contains("fx.echo")), "{out}");
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains("fx.echo")),
+        "{out}"
+    );
 
     let (code, out, _) = run(ops(&["schema", "fx.add"])).await;
     assert_eq!(code, Some(0));
-    assert_eq!(json_out(&out)["inputSchema"]["required"], json!(["a", "b"]), "{out}");
+    assert_eq!(
+        json_out(&out)["inputSchema"]["required"],
+        json!(["a", "b"]),
+        "{out}"
+    );
     let (code, out, _) = run(ops(&["schema", "fx.nope"])).await;
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("not_found"), "{out}");
@@ -153,12 +243,23 @@ async fn ops_against_a_config() {
     assert!(out.lines().any(|l| l.trim() == "5"), "{out}");
     let (code, out, _) = run(ops(&["--json", "call", "fx.add", r#"{"a": 2, "b": 3}"#])).await;
     assert_eq!(code, Some(0));
-    assert_eq!(json_out(&out)["results"][0]["result"]["structuredContent"], json!({"sum": 5}), "{out}");
+    assert_eq!(
+        json_out(&out)["results"][0]["result"]["structuredContent"],
+        json!({"sum": 5}),
+        "{out}"
+    );
 
     // Failing calls exit non-zero: bad input, unknown operation, the tool's own error.
-    for (tool, input) in [("fx.add", r#"{"a": "x"}"#), ("fx.nope", "{}"), ("fx.fail", "{}")] {
+    for (tool, input) in [
+        ("fx.add", r#"{"a": "x"}"#),
+        ("fx.nope", "{}"),
+        ("fx.fail", "{}"),
+    ] {
         let (code, out, err) = run(ops(&["call", tool, input])).await;
-        assert!(code.is_some_and(|c| c != 0), "{tool} {input}: exited {code:?}\n{out}{err}");
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{tool} {input}: exited {code:?}\n{out}{err}"
+        );
     }
     let (code, _, err) = run(ops(&["call", "fx.add", "not json"])).await;
     assert!(code.is_some_and(|c| c != 0), "{err}");
@@ -177,13 +278,40 @@ async fn ops_against_a_running_hub() {
     let (code, out, err) = run_patchbay(&["ops", "--url", url, "list"], dir, &[], CLI).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("fx.echo"), "{out}");
-    let (code, out, _) = run_patchbay(&["ops", "--url", url, "--json", "search", "add", "two", "numbers"], dir, &[], CLI).await;
+    let (code, out, _) = run_patchbay(
+        &[
+            "ops", "--url", url, "--json", "search", "add", "two", "numbers",
+        ],
+        dir,
+        &[],
+        CLI,
+    )
+    .await;
     assert_eq!(code, Some(0));
     assert_eq!(json_out(&out)["results"][0]["tool"], "fx.add", "{out}");
-    let (code, out, _) = run_patchbay(&["ops", "--url", url, "call", "fx.echo", r#"{"text": "remote"}"#], dir, &[], CLI).await;
+    let (code, out, _) = run_patchbay(
+        &[
+            "ops",
+            "--url",
+            url,
+            "call",
+            "fx.echo",
+            r#"{"text": "remote"}"#,
+        ],
+        dir,
+        &[],
+        CLI,
+    )
+    .await;
     assert_eq!(code, Some(0));
     assert!(out.lines().any(|l| l == "remote"), "{out}");
-    let (code, out, _) = run_patchbay(&["ops", "--url", url, "call", "fx.add", r#"{"a": 1}"#], dir, &[], CLI).await;
+    let (code, out, _) = run_patchbay(
+        &["ops", "--url", url, "call", "fx.add", r#"{"a": 1}"#],
+        dir,
+        &[],
+        CLI,
+    )
+    .await;
     assert!(code.is_some_and(|c| c != 0), "{out}");
     assert!(out.contains("invalid_input"), "{out}");
 
@@ -199,14 +327,30 @@ async fn help_explains_config_search_and_listen_default() {
     let ws = Workspace::new();
     let (code, out, _) = run_patchbay(&["--help"], ws.dir.path(), &[], CLI).await;
     assert_eq!(code, Some(0));
-    for needle in ["--config", "./patchbay.toml", "XDG_CONFIG_HOME", "~/.config/patchbay/patchbay.toml", "demo"] {
-        assert!(out.contains(needle), "`patchbay --help` should mention {needle}:\n{out}");
+    for needle in [
+        "--config",
+        "./patchbay.toml",
+        "XDG_CONFIG_HOME",
+        "~/.config/patchbay/patchbay.toml",
+        "demo",
+    ] {
+        assert!(
+            out.contains(needle),
+            "`patchbay --help` should mention {needle}:\n{out}"
+        );
     }
-    let order = ["--config", "./patchbay.toml", "XDG_CONFIG_HOME", "demo"].map(|n| out.find(n).unwrap());
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "the search order is stated in order:\n{out}");
+    let order =
+        ["--config", "./patchbay.toml", "XDG_CONFIG_HOME", "demo"].map(|n| out.find(n).unwrap());
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "the search order is stated in order:\n{out}"
+    );
     let (code, out, _) = run_patchbay(&["serve", "--help"], ws.dir.path(), &[], CLI).await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("127.0.0.1:7420"), "`patchbay serve --help` states the listen default:\n{out}");
+    assert!(
+        out.contains("127.0.0.1:7420"),
+        "`patchbay serve --help` states the listen default:\n{out}"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +362,10 @@ async fn without_any_config_the_embedded_demo_is_used() {
     for d in [&cwd, &home, &xdg] {
         std::fs::create_dir(d).unwrap();
     }
-    let env = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", xdg.to_str().unwrap())];
+    let env = [
+        ("HOME", home.to_str().unwrap()),
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+    ];
     let (code, out, err) = run_patchbay(&["ops", "--json", "list"], &cwd, &env, CLI).await;
     assert_eq!(code, Some(0), "{err}");
     let v = json_out(&out);
@@ -229,18 +376,40 @@ async fn without_any_config_the_embedded_demo_is_used() {
     assert_eq!(v["namespaces"][0]["state"], "ready", "{v}");
 
     // A ./patchbay.toml in the working directory wins over the demo.
-    std::fs::write(cwd.join("patchbay.toml"), fixture_upstream("local", &[], "")).unwrap();
+    std::fs::write(
+        cwd.join("patchbay.toml"),
+        fixture_upstream("local", &[], ""),
+    )
+    .unwrap();
     let (code, out, err) = run_patchbay(&["ops", "--json", "list"], &cwd, &env, CLI).await;
     assert_eq!(code, Some(0), "{err}");
     let v = json_out(&out);
-    assert!(v["operations"].as_array().unwrap().iter().all(|o| o["namespace"] == "local"), "{v}");
+    assert!(
+        v["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["namespace"] == "local"),
+        "{v}"
+    );
     std::fs::remove_file(cwd.join("patchbay.toml")).unwrap();
 
     // Then the user config directory.
     std::fs::create_dir_all(xdg.join("patchbay")).unwrap();
-    std::fs::write(xdg.join("patchbay/patchbay.toml"), fixture_upstream("user", &[], "")).unwrap();
+    std::fs::write(
+        xdg.join("patchbay/patchbay.toml"),
+        fixture_upstream("user", &[], ""),
+    )
+    .unwrap();
     let (code, out, err) = run_patchbay(&["ops", "--json", "list"], &cwd, &env, CLI).await;
     assert_eq!(code, Some(0), "{err}");
     let v = json_out(&out);
-    assert!(v["operations"].as_array().unwrap().iter().all(|o| o["namespace"] == "user"), "{v}");
+    assert!(
+        v["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["namespace"] == "user"),
+        "{v}"
+    );
 }

@@ -1,9 +1,9 @@
 //! One test binary for every end-to-end area.
 
-mod hub_basics;
-mod upstreams;
-mod cancellation;
-mod surface;
-mod config_cli;
 mod bad_input;
+mod cancellation;
+mod config_cli;
+mod hub_basics;
+mod surface;
 mod third_party;
+mod upstreams;

@@ -16,11 +16,17 @@ const READY: Duration = Duration::from_secs(30);
 const FIXTURE_BUILTINS: usize = 12;
 
 fn structured(r: &rmcp::model::CallToolResult) -> Value {
-    r.structured_content.clone().unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
+    r.structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
 }
 
 /// Runs a meta tool and returns its structured answer, failing on a tool error.
-async fn meta(client: &rmcp::service::Peer<rmcp::service::RoleClient>, tool: &str, args: Value) -> Value {
+async fn meta(
+    client: &rmcp::service::Peer<rmcp::service::RoleClient>,
+    tool: &str,
+    args: Value,
+) -> Value {
     let r = call_peer(client, tool, args.clone()).await;
     assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {r:?}");
     structured(&r)
@@ -40,8 +46,15 @@ async fn list_all(client: &Client, namespace: Option<&str>, limit: usize) -> Vec
         }
         let page = meta(client, "list", args).await;
         let ops = page["operations"].as_array().expect("operations array");
-        assert!(ops.len() <= limit, "page of {} over limit {limit}", ops.len());
-        names.extend(ops.iter().map(|o| o["tool"].as_str().expect("tool name").to_owned()));
+        assert!(
+            ops.len() <= limit,
+            "page of {} over limit {limit}",
+            ops.len()
+        );
+        names.extend(
+            ops.iter()
+                .map(|o| o["tool"].as_str().expect("tool name").to_owned()),
+        );
         match page.get("nextCursor").and_then(Value::as_str) {
             Some(c) => {
                 assert_eq!(ops.len(), limit, "a page with a nextCursor is full");
@@ -55,7 +68,10 @@ async fn list_all(client: &Client, namespace: Option<&str>, limit: usize) -> Vec
 
 /// A config with upstream `fx` (plain fixture) and anything else.
 fn fx_config(ws: &Workspace, extra: &str) -> std::path::PathBuf {
-    ws.write("patchbay.toml", &format!("{extra}\n{}", fixture_upstream("fx", &[], "")))
+    ws.write(
+        "patchbay.toml",
+        &format!("{extra}\n{}", fixture_upstream("fx", &[], "")),
+    )
 }
 
 #[tokio::test]
@@ -81,25 +97,45 @@ async fn list_gives_summaries_pages_and_namespace_states() {
     assert_eq!(ops.len(), 100, "default limit is 100");
     for op in ops {
         let keys: BTreeSet<&str> = op.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, BTreeSet::from(["tool", "namespace", "description"]), "summary only: {op}");
+        assert_eq!(
+            keys,
+            BTreeSet::from(["tool", "namespace", "description"]),
+            "summary only: {op}"
+        );
     }
     assert!(first["nextCursor"].is_string(), "{first}");
 
     // `limit` and cursor paging cover every operation exactly once.
     let all = list_all(&client, None, 37).await;
     let unique: BTreeSet<&String> = all.iter().collect();
-    assert_eq!(unique.len(), all.len(), "an operation appeared twice while paging");
-    assert_eq!(all.len(), FIXTURE_BUILTINS + 250 + FIXTURE_BUILTINS, "every operation of fx and gx: {}", all.len());
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "an operation appeared twice while paging"
+    );
+    assert_eq!(
+        all.len(),
+        FIXTURE_BUILTINS + 250 + FIXTURE_BUILTINS,
+        "every operation of fx and gx: {}",
+        all.len()
+    );
     assert_eq!(hub.readyz().await["operations"], json!(all.len()));
     assert!(all.contains(&"fx.echo".to_owned()) && all.contains(&"gx.gen_00249".to_owned()));
     let big = list_all(&client, None, 1000).await;
-    assert_eq!(big, all, "paging with a different limit gives the same operations in the same order");
+    assert_eq!(
+        big, all,
+        "paging with a different limit gives the same operations in the same order"
+    );
 
     // A namespace filter.
     let fx = meta(&client, "list", json!({"namespace": "fx"})).await;
     let fx_ops = fx["operations"].as_array().unwrap();
     assert_eq!(fx_ops.len(), FIXTURE_BUILTINS);
-    assert!(fx_ops.iter().all(|o| o["namespace"] == "fx" && o["tool"].as_str().unwrap().starts_with("fx.")));
+    assert!(
+        fx_ops
+            .iter()
+            .all(|o| o["namespace"] == "fx" && o["tool"].as_str().unwrap().starts_with("fx."))
+    );
     assert!(fx.get("nextCursor").is_none(), "{fx}");
     let fx_states = fx["namespaces"].as_array().unwrap();
     assert_eq!(fx_states.len(), 1, "only the filtered namespace: {fx}");
@@ -110,14 +146,24 @@ async fn list_gives_summaries_pages_and_namespace_states() {
     let mut first = Value::Null;
     for _ in 0..400 {
         first = meta(&client, "list", json!({"limit": 1})).await;
-        let failed = first["namespaces"].as_array().unwrap().iter().any(|s| s["namespace"] == "broken" && s["state"] == "failed");
+        let failed = first["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["namespace"] == "broken" && s["state"] == "failed");
         if failed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let states = first["namespaces"].as_array().unwrap();
-    let state = |ns: &str| states.iter().find(|s| s["namespace"] == ns).cloned().unwrap_or_else(|| panic!("{ns} missing: {first}"));
+    let state = |ns: &str| {
+        states
+            .iter()
+            .find(|s| s["namespace"] == ns)
+            .cloned()
+            .unwrap_or_else(|| panic!("{ns} missing: {first}"))
+    };
     assert_eq!(state("fx")["state"], "ready");
     assert_eq!(state("fx")["operations"], FIXTURE_BUILTINS);
     assert_eq!(state("gx")["operations"], 250 + FIXTURE_BUILTINS);
@@ -135,7 +181,11 @@ async fn search_ranks_filters_and_browses() {
     let ws = Workspace::new();
     let config = ws.write(
         "patchbay.toml",
-        &format!("{}{}", fixture_upstream("fx", &[], ""), fixture_upstream("gx", &["--many", "300"], "")),
+        &format!(
+            "{}{}",
+            fixture_upstream("fx", &[], ""),
+            fixture_upstream("gx", &["--many", "300"], "")
+        ),
     );
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(READY).await;
@@ -146,39 +196,98 @@ async fn search_ranks_filters_and_browses() {
     assert!(!results.is_empty(), "{r}");
     // fx and gx both have an `echo` (the fixture's built-ins); they tie, and both must beat
     // gx's 300 generated tools, whose only echo is in their `text` parameter's description.
-    let top: BTreeSet<&str> = results.iter().take(2).map(|h| h["tool"].as_str().unwrap()).collect();
-    assert_eq!(top, BTreeSet::from(["fx.echo", "gx.echo"]), "the echo tools rank first: {r}");
+    let top: BTreeSet<&str> = results
+        .iter()
+        .take(2)
+        .map(|h| h["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        top,
+        BTreeSet::from(["fx.echo", "gx.echo"]),
+        "the echo tools rank first: {r}"
+    );
     for hit in results {
-        let keys: BTreeSet<&str> = hit.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, BTreeSet::from(["tool", "description", "score"]), "{hit}");
+        let keys: BTreeSet<&str> = hit
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["tool", "description", "score"]),
+            "{hit}"
+        );
         assert!(hit["score"].is_number());
     }
-    let scores: Vec<f64> = results.iter().map(|h| h["score"].as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    let scores: Vec<f64> = results
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
 
     // Default limit 20 (the generated catalog matches far more than 20).
-    let r = meta(&client, "search", json!({"q": "fetch list create update delete records messages"})).await;
+    let r = meta(
+        &client,
+        "search",
+        json!({"q": "fetch list create update delete records messages"}),
+    )
+    .await;
     assert_eq!(r["results"].as_array().unwrap().len(), 20, "{r}");
-    let r = meta(&client, "search", json!({"q": "fetch list create update delete records messages", "limit": 3})).await;
+    let r = meta(
+        &client,
+        "search",
+        json!({"q": "fetch list create update delete records messages", "limit": 3}),
+    )
+    .await;
     assert_eq!(r["results"].as_array().unwrap().len(), 3, "{r}");
 
     // Namespace filter.
-    let r = meta(&client, "search", json!({"q": "echo text back", "namespace": "gx", "limit": 50})).await;
+    let r = meta(
+        &client,
+        "search",
+        json!({"q": "echo text back", "namespace": "gx", "limit": 50}),
+    )
+    .await;
     let hits = r["results"].as_array().unwrap();
     assert!(!hits.is_empty(), "gx tools take a `text` to echo: {r}");
-    assert!(hits.iter().all(|h| h["tool"].as_str().unwrap().starts_with("gx.")), "{r}");
+    assert!(
+        hits.iter()
+            .all(|h| h["tool"].as_str().unwrap().starts_with("gx.")),
+        "{r}"
+    );
     let r = meta(&client, "search", json!({"q": "echo", "namespace": "nope"})).await;
     assert_eq!(r["results"], json!([]), "{r}");
 
     // Empty query with a namespace browses it.
     let r = meta(&client, "search", json!({"namespace": "fx"})).await;
-    let browsed: BTreeSet<String> = r["results"].as_array().unwrap().iter().map(|h| h["tool"].as_str().unwrap().to_owned()).collect();
+    let browsed: BTreeSet<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["tool"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(browsed.len(), FIXTURE_BUILTINS, "{r}");
-    assert!(browsed.iter().all(|t| t.starts_with("fx.")) && browsed.contains("fx.echo"), "{r}");
-    let r = meta(&client, "search", json!({"q": "", "namespace": "gx", "limit": 7})).await;
+    assert!(
+        browsed.iter().all(|t| t.starts_with("fx.")) && browsed.contains("fx.echo"),
+        "{r}"
+    );
+    let r = meta(
+        &client,
+        "search",
+        json!({"q": "", "namespace": "gx", "limit": 7}),
+    )
+    .await;
     let hits = r["results"].as_array().unwrap();
     assert_eq!(hits.len(), 7, "{r}");
-    assert!(hits.iter().all(|h| h["tool"].as_str().unwrap().starts_with("gx.")), "{r}");
+    assert!(
+        hits.iter()
+            .all(|h| h["tool"].as_str().unwrap().starts_with("gx.")),
+        "{r}"
+    );
 
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
@@ -193,7 +302,10 @@ async fn schema_gives_full_definitions_and_not_found() {
 
     let s = meta(&client, "schema", json!({"tool": "fx.echo"})).await;
     assert_eq!(s["tool"], "fx.echo");
-    assert_eq!(s["description"], "Echo the given text back, as text and as structured content.");
+    assert_eq!(
+        s["description"],
+        "Echo the given text back, as text and as structured content."
+    );
     assert_eq!(
         s["inputSchema"],
         json!({"type": "object", "properties": {"text": {"type": "string", "description": "The text to echo back."}}, "required": ["text"]})
@@ -204,18 +316,39 @@ async fn schema_gives_full_definitions_and_not_found() {
     );
     let s = meta(&client, "schema", json!({"tool": "fx.add"})).await;
     assert_eq!(s["inputSchema"]["required"], json!(["a", "b"]));
-    assert_eq!(s["inputSchema"]["properties"]["a"]["description"], "The first addend.");
+    assert_eq!(
+        s["inputSchema"]["properties"]["a"]["description"],
+        "The first addend."
+    );
     let s = meta(&client, "schema", json!({"tool": "fx.sleep"})).await;
-    assert!(s.get("outputSchema").is_none(), "sleep has no output schema: {s}");
+    assert!(
+        s.get("outputSchema").is_none(),
+        "sleep has no output schema: {s}"
+    );
 
     // `schema` answers with the same definition the upstream gives (annotations included,
     // when it has them): compare with a direct tools/list of the fixture.
     let direct = direct_fixture(&[]).await;
     for tool in direct.list_all_tools().await.unwrap() {
-        let s = meta(&client, "schema", json!({"tool": format!("fx.{}", tool.name)})).await;
+        let s = meta(
+            &client,
+            "schema",
+            json!({"tool": format!("fx.{}", tool.name)}),
+        )
+        .await;
         assert_eq!(s["inputSchema"], json!(tool.input_schema), "{}", tool.name);
-        assert_eq!(s.get("outputSchema").cloned(), tool.output_schema.as_ref().map(|o| json!(o)), "{}", tool.name);
-        assert_eq!(s.get("annotations").cloned(), tool.annotations.as_ref().map(|a| json!(a)), "{}", tool.name);
+        assert_eq!(
+            s.get("outputSchema").cloned(),
+            tool.output_schema.as_ref().map(|o| json!(o)),
+            "{}",
+            tool.name
+        );
+        assert_eq!(
+            s.get("annotations").cloned(),
+            tool.annotations.as_ref().map(|a| json!(a)),
+            "{}",
+            tool.name
+        );
     }
     direct.cancel().await.unwrap();
 
@@ -259,16 +392,26 @@ async fn call_runs_a_batch_in_order_with_independent_results() {
     assert_ne!(r.is_error, Some(true), "only some items failed: {r:?}");
     let results = structured(&r)["results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 5);
-    let tools: Vec<&str> = results.iter().map(|x| x["tool"].as_str().unwrap()).collect();
+    let tools: Vec<&str> = results
+        .iter()
+        .map(|x| x["tool"].as_str().unwrap())
+        .collect();
     assert_eq!(tools, ["fx.echo", "fx.add", "fx.nope", "fx.fail", "fx.add"]);
 
     assert_eq!(results[0]["success"], true);
     assert_eq!(results[0]["result"]["content"][0]["text"], "first");
-    assert_eq!(results[0]["result"]["structuredContent"], json!({"text": "first"}));
+    assert_eq!(
+        results[0]["result"]["structuredContent"],
+        json!({"text": "first"})
+    );
 
     // invalid_input names the failing JSON Schema paths: /a (not a number) and / (b missing).
     assert_eq!(results[1]["success"], false);
-    assert_eq!(results[1]["error"]["code"], "invalid_input", "{}", results[1]);
+    assert_eq!(
+        results[1]["error"]["code"], "invalid_input",
+        "{}",
+        results[1]
+    );
     let paths: BTreeSet<&str> = results[1]["error"]["data"]["errors"]
         .as_array()
         .unwrap_or_else(|| panic!("error data lists errors: {}", results[1]))
@@ -278,7 +421,10 @@ async fn call_runs_a_batch_in_order_with_independent_results() {
     assert!(paths.contains("/a"), "{paths:?}");
     assert!(paths.contains("/"), "{paths:?}");
     let messages = results[1]["error"]["data"].to_string();
-    assert!(messages.contains("\\\"b\\\"") || messages.contains("b"), "{messages}");
+    assert!(
+        messages.contains("\\\"b\\\"") || messages.contains("b"),
+        "{messages}"
+    );
 
     assert_eq!(results[2]["success"], false);
     assert_eq!(results[2]["error"]["code"], "not_found");
@@ -288,11 +434,23 @@ async fn call_runs_a_batch_in_order_with_independent_results() {
     assert_eq!(results[3]["result"]["isError"], true, "{}", results[3]);
 
     assert_eq!(results[4]["success"], true);
-    assert_eq!(results[4]["result"]["structuredContent"], json!({"sum": 42}));
+    assert_eq!(
+        results[4]["result"]["structuredContent"],
+        json!({"sum": 42})
+    );
 
     // Content blocks: a header per call, then that call's own blocks, in order.
-    let texts: Vec<String> = r.content.iter().map(|c| c.as_text().map(|t| t.text.clone()).unwrap_or_default()).collect();
-    let position = |needle: &str| texts.iter().position(|t| t.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {texts:?}"));
+    let texts: Vec<String> = r
+        .content
+        .iter()
+        .map(|c| c.as_text().map(|t| t.text.clone()).unwrap_or_default())
+        .collect();
+    let position = |needle: &str| {
+        texts
+            .iter()
+            .position(|t| t.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {texts:?}"))
+    };
     let h1 = position("[1] fx.echo");
     assert_eq!(texts[h1 + 1], "first", "{texts:?}");
     let h2 = position("[2] fx.add");
@@ -300,14 +458,26 @@ async fn call_runs_a_batch_in_order_with_independent_results() {
     let h4 = position("[4] fx.fail");
     let h5 = position("[5] fx.add");
     assert!(h1 < h2 && h2 < h3 && h3 < h4 && h4 < h5, "{texts:?}");
-    assert!(texts[h2].contains("invalid_input") && texts[h3].contains("not_found"), "{texts:?}");
+    assert!(
+        texts[h2].contains("invalid_input") && texts[h3].contains("not_found"),
+        "{texts:?}"
+    );
     assert_eq!(texts[h5 + 1], "42", "{texts:?}");
 
     // isError at the top only when every call failed.
-    let r = call(&client, "call", json!({"calls": [{"tool": "fx.nope"}, {"tool": "fx.add", "input": {}}]})).await;
+    let r = call(
+        &client,
+        "call",
+        json!({"calls": [{"tool": "fx.nope"}, {"tool": "fx.add", "input": {}}]}),
+    )
+    .await;
     assert_eq!(r.is_error, Some(true), "{r:?}");
     let r = call(&client, "call", json!({"calls": [{"tool": "fx.fail"}]})).await;
-    assert_ne!(r.is_error, Some(true), "an upstream tool error is a successful call: {r:?}");
+    assert_ne!(
+        r.is_error,
+        Some(true),
+        "an upstream tool error is a successful call: {r:?}"
+    );
 
     // A bad batch shape is a structured invalid_input error.
     let r = call(&client, "call", json!({"calls": []})).await;
@@ -343,7 +513,10 @@ async fn call_runs_batch_items_concurrently() {
     assert!(results.iter().all(|x| x["success"] == true), "{results:?}");
     assert!(took >= Duration::from_millis(300), "{took:?}");
     // Run one after another they would take at least 900 ms.
-    assert!(took < Duration::from_millis(900), "3 × 300 ms took {took:?}: not concurrent");
+    assert!(
+        took < Duration::from_millis(900),
+        "3 × 300 ms took {took:?}: not concurrent"
+    );
 
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
@@ -358,24 +531,53 @@ async fn call_passes_content_through_unchanged() {
     let direct = direct_fixture(&[]).await;
 
     for tool in ["mixed", "image", "echo"] {
-        let input = if tool == "echo" { json!({"text": "héllo ✓ 日本"}) } else { json!({}) };
+        let input = if tool == "echo" {
+            json!({"text": "héllo ✓ 日本"})
+        } else {
+            json!({})
+        };
         let mut p = CallToolRequestParams::new(tool);
         p.arguments = Some(args(input.clone()));
         let expected = direct.call_tool(p).await.unwrap();
         let expected_content = json!(expected.content);
 
-        let r = call(&client, "call", json!({"calls": [{"tool": format!("fx.{tool}"), "input": input}]})).await;
+        let r = call(
+            &client,
+            "call",
+            json!({"calls": [{"tool": format!("fx.{tool}"), "input": input}]}),
+        )
+        .await;
         let item = &structured(&r)["results"][0];
         assert_eq!(item["success"], true, "{item}");
-        assert_eq!(item["result"]["content"], expected_content, "{tool}: structured result differs");
-        assert_eq!(item["result"].get("structuredContent").cloned(), expected.structured_content.clone(), "{tool}");
+        assert_eq!(
+            item["result"]["content"], expected_content,
+            "{tool}: structured result differs"
+        );
+        assert_eq!(
+            item["result"].get("structuredContent").cloned(),
+            expected.structured_content.clone(),
+            "{tool}"
+        );
         // The MCP content: one header block, then the call's own blocks, identical.
-        assert_eq!(json!(r.content[1..]), expected_content, "{tool}: content blocks differ");
+        assert_eq!(
+            json!(r.content[1..]),
+            expected_content,
+            "{tool}: content blocks differ"
+        );
         assert_eq!(r.content.len(), expected.content.len() + 1);
     }
     let mixed = call(&client, "call", json!({"calls": [{"tool": "fx.mixed"}]})).await;
-    let kinds: Vec<String> = json!(mixed.content[1..]).as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(kinds, ["text", "image", "audio", "resource_link", "resource"], "{kinds:?}");
+    let kinds: Vec<String> = json!(mixed.content[1..])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["text", "image", "audio", "resource_link", "resource"],
+        "{kinds:?}"
+    );
 
     direct.cancel().await.unwrap();
     client.cancel().await.unwrap();
@@ -389,7 +591,12 @@ async fn progress_reaches_the_client() {
     hub.wait_all_ready(READY).await;
     let (client, recorder) = recording_client(&hub.url).await;
 
-    let r = call_peer(&client, "call", json!({"calls": [{"tool": "fx.progress", "input": {"steps": 5, "interval_ms": 20}}]})).await;
+    let r = call_peer(
+        &client,
+        "call",
+        json!({"calls": [{"tool": "fx.progress", "input": {"steps": 5, "interval_ms": 20}}]}),
+    )
+    .await;
     assert_eq!(structured(&r)["results"][0]["success"], true, "{r:?}");
     assert!(
         eventually(Duration::from_secs(5), || recorder.progress().len() >= 5).await,
@@ -398,10 +605,16 @@ async fn progress_reaches_the_client() {
     );
     let seen = recorder.progress();
     let values: Vec<f64> = seen.iter().map(|p| p.progress).collect();
-    assert!(values.windows(2).all(|w| w[0] < w[1]), "monotonic: {values:?}");
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "monotonic: {values:?}"
+    );
     assert_eq!(values.last().copied(), Some(5.0), "{values:?}");
     let token = &seen[0].progress_token;
-    assert!(seen.iter().all(|p| &p.progress_token == token), "one token: {seen:?}");
+    assert!(
+        seen.iter().all(|p| &p.progress_token == token),
+        "one token: {seen:?}"
+    );
 
     // Through `call` with two items, progress is combined and still monotonic.
     let before = recorder.progress().len();
@@ -414,9 +627,21 @@ async fn progress_reaches_the_client() {
         ]}),
     )
     .await;
-    assert!(eventually(Duration::from_secs(5), || recorder.progress().len() >= before + 6).await, "{:?}", recorder.progress());
-    let combined: Vec<f64> = recorder.progress()[before..].iter().map(|p| p.progress).collect();
-    assert!(combined.windows(2).all(|w| w[0] < w[1]), "monotonic: {combined:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || recorder.progress().len()
+            >= before + 6)
+        .await,
+        "{:?}",
+        recorder.progress()
+    );
+    let combined: Vec<f64> = recorder.progress()[before..]
+        .iter()
+        .map(|p| p.progress)
+        .collect();
+    assert!(
+        combined.windows(2).all(|w| w[0] < w[1]),
+        "monotonic: {combined:?}"
+    );
 
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
@@ -428,15 +653,27 @@ async fn expose_direct_and_both() {
     let hub = Hub::serve(&fx_config(&ws, "[server]\nexpose = \"direct\"\n")).await;
     hub.wait_all_ready(READY).await;
     let (client, recorder) = recording_client(&hub.url).await;
-    let names: BTreeSet<String> = client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    let names: BTreeSet<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert_eq!(names.len(), FIXTURE_BUILTINS, "{names:?}");
-    assert!(names.contains("fx.echo") && names.contains("fx.add"), "{names:?}");
+    assert!(
+        names.contains("fx.echo") && names.contains("fx.add"),
+        "{names:?}"
+    );
     for m in ["list", "search", "schema", "call"] {
         assert!(!names.contains(m), "direct shows no meta tool: {names:?}");
     }
     let tools = client.list_all_tools().await.unwrap();
     let echo = tools.iter().find(|t| t.name == "fx.echo").unwrap();
-    assert!(echo.output_schema.is_some(), "direct tools keep their output schema");
+    assert!(
+        echo.output_schema.is_some(),
+        "direct tools keep their output schema"
+    );
 
     let r = call_peer(&client, "fx.echo", json!({"text": "direct"})).await;
     assert_eq!(text_of(&r), "direct");
@@ -455,7 +692,13 @@ async fn expose_direct_and_both() {
     );
     let mut found = false;
     for _ in 0..100 {
-        let names: Vec<String> = client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<String> = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
         if names.contains(&"fx.late_tool".to_owned()) {
             found = true;
             break;
@@ -472,12 +715,24 @@ async fn expose_direct_and_both() {
     let hub = Hub::serve(&fx_config(&ws, "[server]\nexpose = \"both\"\n")).await;
     hub.wait_all_ready(READY).await;
     let client = hub.client().await;
-    let names: Vec<String> = client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert_eq!(names.len(), 4 + FIXTURE_BUILTINS, "{names:?}");
     assert_eq!(names[..4], ["list", "search", "schema", "call"]);
     assert!(names.contains(&"fx.echo".to_owned()));
-    assert_eq!(text_of(&call(&client, "fx.echo", json!({"text": "both"})).await), "both");
-    assert_eq!(call_one(&client, "fx.echo", json!({"text": "meta"})).await["result"]["content"][0]["text"], "meta");
+    assert_eq!(
+        text_of(&call(&client, "fx.echo", json!({"text": "both"})).await),
+        "both"
+    );
+    assert_eq!(
+        call_one(&client, "fx.echo", json!({"text": "meta"})).await["result"]["content"][0]["text"],
+        "meta"
+    );
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
 
@@ -500,7 +755,10 @@ async fn expose_direct_and_both() {
 #[tokio::test]
 async fn ten_thousand_operations() {
     let ws = Workspace::new();
-    let config = ws.write("patchbay.toml", &fixture_upstream("fx", &["--many", "10000"], ""));
+    let config = ws.write(
+        "patchbay.toml",
+        &fixture_upstream("fx", &["--many", "10000"], ""),
+    );
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(Duration::from_secs(60)).await;
     assert_eq!(hub.readyz().await["operations"], 10_000 + FIXTURE_BUILTINS);
@@ -508,7 +766,11 @@ async fn ten_thousand_operations() {
 
     let all = list_all(&client, None, 1000).await;
     assert_eq!(all.len(), 10_000 + FIXTURE_BUILTINS);
-    assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), all.len(), "no duplicates");
+    assert_eq!(
+        all.iter().collect::<BTreeSet<_>>().len(),
+        all.len(),
+        "no duplicates"
+    );
     assert!(all.contains(&"fx.gen_00000".to_owned()) && all.contains(&"fx.gen_09999".to_owned()));
     let first = meta(&client, "list", json!({})).await;
     assert_eq!(first["operations"].as_array().unwrap().len(), 100);
@@ -517,8 +779,16 @@ async fn ten_thousand_operations() {
     let s = meta(&client, "schema", json!({"tool": "fx.gen_09999"})).await;
     let description = s["description"].as_str().unwrap().to_owned();
     let r = meta(&client, "search", json!({"q": description, "limit": 10})).await;
-    let hits: Vec<&str> = r["results"].as_array().unwrap().iter().map(|h| h["tool"].as_str().unwrap()).collect();
-    assert!(hits.contains(&"fx.gen_09999"), "searching {description:?} gave {hits:?}");
+    let hits: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["tool"].as_str().unwrap())
+        .collect();
+    assert!(
+        hits.contains(&"fx.gen_09999"),
+        "searching {description:?} gave {hits:?}"
+    );
 
     let r = call_one(&client, "fx.gen_09999", json!({"text": "last"})).await;
     assert_eq!(r["success"], true, "{r}");
@@ -529,13 +799,19 @@ async fn ten_thousand_operations() {
 }
 
 fn is_mcp_tool_name(name: &str) -> bool {
-    (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 #[tokio::test]
 async fn odd_upstream_names_are_rewritten_and_callable() {
     let ws = Workspace::new();
-    let config = ws.write("patchbay.toml", &fixture_upstream("fx", &["--odd-names"], ""));
+    let config = ws.write(
+        "patchbay.toml",
+        &fixture_upstream("fx", &["--odd-names"], ""),
+    );
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(READY).await;
     let client = hub.client().await;
@@ -543,7 +819,10 @@ async fn odd_upstream_names_are_rewritten_and_callable() {
     let all = list_all(&client, None, 1000).await;
     assert_eq!(all.len(), FIXTURE_BUILTINS + 2, "{all:?}");
     for name in &all {
-        assert!(is_mcp_tool_name(name), "`{name}` breaks MCP's tool-name rules");
+        assert!(
+            is_mcp_tool_name(name),
+            "`{name}` breaks MCP's tool-name rules"
+        );
     }
     let odd: Vec<&String> = all
         .iter()
@@ -567,7 +846,13 @@ async fn stdio_front_door_serves_the_core_flow() {
     let ws = Workspace::new();
     let config = fx_config(&ws, "");
     let (client, log) = stdio_client(&config).await;
-    let names: Vec<String> = client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert_eq!(names, ["list", "search", "schema", "call"]);
 
     // The upstream starts in the background; wait until `list` shows it ready.
@@ -581,7 +866,11 @@ async fn stdio_front_door_serves_the_core_flow() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ready, "fx never became ready over stdio; log:\n{}", log.text());
+    assert!(
+        ready,
+        "fx never became ready over stdio; log:\n{}",
+        log.text()
+    );
 
     let r = meta(&client, "search", json!({"q": "echo text back"})).await;
     assert_eq!(r["results"][0]["tool"], "fx.echo", "{r}");

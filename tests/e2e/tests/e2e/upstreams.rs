@@ -41,7 +41,11 @@ async fn a_slow_upstream_never_blocks_the_others() {
     let hub = Hub::serve(&config).await;
     let health = reqwest::get(format!("{}/healthz", hub.base)).await.unwrap();
     assert!(health.status().is_success());
-    assert!(started.elapsed() < Duration::from_secs(10), "healthz took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "healthz took {:?}",
+        started.elapsed()
+    );
 
     hub.wait_state("fx", "ready", LONG).await;
     assert_eq!(state_of(&hub.readyz().await, "slow")["state"], "starting");
@@ -50,7 +54,9 @@ async fn a_slow_upstream_never_blocks_the_others() {
     let client = hub.client().await;
     let r = call_one(&client, "fx.echo", json!({"text": "not blocked"})).await;
     assert_eq!(r["success"], true, "{r}");
-    let slow = Hub::namespace_status(&client, "slow").await.expect("list shows the slow namespace");
+    let slow = Hub::namespace_status(&client, "slow")
+        .await
+        .expect("list shows the slow namespace");
     assert_eq!(slow["state"], "starting", "{slow}");
     // Calling into the starting namespace fails at once rather than waiting for it.
     let t = Instant::now();
@@ -68,11 +74,18 @@ async fn a_failing_upstream_is_reported_and_the_others_work() {
     let ws = Workspace::new();
     let config = ws.write(
         "patchbay.toml",
-        &format!("{}{}", fixture_upstream("bad", &["--fail-start"], ""), fixture_upstream("fx", &[], "")),
+        &format!(
+            "{}{}",
+            fixture_upstream("bad", &["--fail-start"], ""),
+            fixture_upstream("fx", &[], "")
+        ),
     );
     let hub = Hub::serve(&config).await;
     let bad = hub.wait_state("bad", "failed", LONG).await;
-    assert!(bad["detail"].as_str().is_some_and(|d| !d.is_empty()), "failed without a detail: {bad}");
+    assert!(
+        bad["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "failed without a detail: {bad}"
+    );
     hub.wait_state("fx", "ready", LONG).await;
     let client = hub.client().await;
     let r = call_one(&client, "fx.add", json!({"a": 2, "b": 3})).await;
@@ -83,26 +96,48 @@ async fn a_failing_upstream_is_reported_and_the_others_work() {
     // `check` reports the failure in its table and exits non-zero.
     let out = check(&config).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "check succeeded with a failing upstream:\n{stdout}");
+    assert!(
+        !out.status.success(),
+        "check succeeded with a failing upstream:\n{stdout}"
+    );
     assert!(stdout.contains("UPSTREAM"), "no table header:\n{stdout}");
-    let bad_row = stdout.lines().find(|l| l.starts_with("bad ")).unwrap_or_else(|| panic!("no row for bad:\n{stdout}"));
+    let bad_row = stdout
+        .lines()
+        .find(|l| l.starts_with("bad "))
+        .unwrap_or_else(|| panic!("no row for bad:\n{stdout}"));
     assert!(bad_row.contains("failed"), "{bad_row}");
-    let fx_row = stdout.lines().find(|l| l.starts_with("fx ")).unwrap_or_else(|| panic!("no row for fx:\n{stdout}"));
+    let fx_row = stdout
+        .lines()
+        .find(|l| l.starts_with("fx "))
+        .unwrap_or_else(|| panic!("no row for fx:\n{stdout}"));
     assert!(fx_row.contains("ready"), "{fx_row}");
 
     // With only good upstreams it exits 0 and shows each one's operation count.
     let good = ws.write(
         "good.toml",
-        &format!("{}{}", fixture_upstream("fx", &[], ""), fixture_upstream("many", &["--many", "5"], "")),
+        &format!(
+            "{}{}",
+            fixture_upstream("fx", &[], ""),
+            fixture_upstream("many", &["--many", "5"], "")
+        ),
     );
     let out = check(&good).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let count = |name: &str| -> usize {
-        let row = stdout.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"));
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[1], "ready", "{row}");
-        cols[2].parse().unwrap_or_else(|_| panic!("no operation count in {row}"))
+        cols[2]
+            .parse()
+            .unwrap_or_else(|_| panic!("no operation count in {row}"))
     };
     let base = count("fx");
     assert!(base >= 10, "fx has {base} operations:\n{stdout}");
@@ -134,9 +169,13 @@ async fn a_crashed_upstream_fails_in_flight_calls_and_restarts() {
     assert_eq!(r["success"], false, "{r}");
     assert_eq!(code_of(&r), "upstream_unavailable", "{r}");
     let took = failed_at.saturating_duration_since(crashed_at);
-    assert!(took < Duration::from_secs(2), "in-flight call failed only after {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "in-flight call failed only after {took:?}"
+    );
 
-    hub.wait_state("fx", "restarting", Duration::from_secs(5)).await;
+    hub.wait_state("fx", "restarting", Duration::from_secs(5))
+        .await;
     // Until it is back, calls fail the same way (unless the ~1 s backoff already ran out).
     let r = call_one(&crasher, "fx.echo", json!({"text": "x"})).await;
     if r["success"] != true {
@@ -176,7 +215,10 @@ async fn pids(files: &[std::path::PathBuf]) -> Vec<i32> {
 }
 
 async fn assert_all_dead(pids: &[i32]) {
-    let dead = eventually(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p))).await;
+    let dead = eventually(Duration::from_secs(5), || {
+        pids.iter().all(|p| !pid_alive(*p))
+    })
+    .await;
     let alive: Vec<i32> = pids.iter().copied().filter(|p| pid_alive(*p)).collect();
     assert!(dead, "processes left behind: {alive:?}");
 }
@@ -234,13 +276,17 @@ async fn stdio_mode_leaves_no_process_behind_when_stdin_closes() {
     for ns in ["a", "b"] {
         let ok = async {
             loop {
-                if call_one(&client, &format!("{ns}.echo"), json!({"text": "x"})).await["success"] == true {
+                if call_one(&client, &format!("{ns}.echo"), json!({"text": "x"})).await["success"]
+                    == true
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
-        tokio::time::timeout(LONG, ok).await.unwrap_or_else(|_| panic!("{ns} never became callable"));
+        tokio::time::timeout(LONG, ok)
+            .await
+            .unwrap_or_else(|_| panic!("{ns} never became callable"));
     }
     // Closing the client closes the hub's stdin.
     client.cancel().await.unwrap();
@@ -257,7 +303,11 @@ async fn an_upstream_behind_a_wrapper_shell_leaves_nothing_behind() {
     let ws = Workspace::new();
     let pid_file = ws.path("wrapped.pid");
     // `; true` keeps the shell from exec-ing the fixture: the shell stays as the parent.
-    let script = format!("{} --pid-file {}; true", fixture().display(), pid_file.display());
+    let script = format!(
+        "{} --pid-file {}; true",
+        fixture().display(),
+        pid_file.display()
+    );
     let config = ws.write(
         "patchbay.toml",
         &format!("[upstreams.wrapped]\ncommand = \"sh\"\nargs = [\"-c\", {script:?}]\n"),
@@ -266,9 +316,16 @@ async fn an_upstream_behind_a_wrapper_shell_leaves_nothing_behind() {
     hub.wait_all_ready(LONG).await;
     let fixture_pid = wait_pid_file(&pid_file, LONG).await;
     let shell_pid = parent_of(fixture_pid).expect("fixture has a parent");
-    assert_ne!(shell_pid, hub.child.id().unwrap() as i32, "the shell exec'd the fixture; the test proves nothing");
+    assert_ne!(
+        shell_pid,
+        hub.child.id().unwrap() as i32,
+        "the shell exec'd the fixture; the test proves nothing"
+    );
     let client = hub.client().await;
-    assert_eq!(call_one(&client, "wrapped.echo", json!({"text": "x"})).await["success"], true);
+    assert_eq!(
+        call_one(&client, "wrapped.echo", json!({"text": "x"})).await["success"],
+        true
+    );
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
     assert_all_dead(&[fixture_pid, shell_pid]).await;
@@ -276,7 +333,12 @@ async fn an_upstream_behind_a_wrapper_shell_leaves_nothing_behind() {
 
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
@@ -285,9 +347,18 @@ async fn upstream_stderr_reaches_the_hub_log_tagged_with_its_name() {
     let config = ws.write("patchbay.toml", &fixture_upstream("fx", &[], ""));
     let hub = Hub::serve(&config).await;
     hub.wait_all_ready(LONG).await;
-    assert!(hub.log.wait_for("fixture ready (", Duration::from_secs(5)).await, "log:\n{}", hub.log.text());
+    assert!(
+        hub.log
+            .wait_for("fixture ready (", Duration::from_secs(5))
+            .await,
+        "log:\n{}",
+        hub.log.text()
+    );
     let text = hub.log.text();
-    let line = text.lines().find(|l| l.contains("fixture ready (")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("fixture ready ("))
+        .unwrap();
     assert!(line.contains("upstream=fx"), "not tagged: {line}");
     assert!(hub.stop().await.success());
 }
@@ -297,7 +368,10 @@ async fn an_http_upstream_is_called_and_its_loss_is_noticed() {
     let fx = HttpFixture::start("127.0.0.1:0", &[]).await;
     let addr = fx.addr();
     let ws = Workspace::new();
-    let config = ws.write("patchbay.toml", &format!("[upstreams.remote]\nurl = {:?}\n", fx.url));
+    let config = ws.write(
+        "patchbay.toml",
+        &format!("[upstreams.remote]\nurl = {:?}\n", fx.url),
+    );
     let hub = Hub::serve(&config).await;
     hub.wait_state("remote", "ready", LONG).await;
     let client = hub.client().await;
@@ -310,20 +384,28 @@ async fn an_http_upstream_is_called_and_its_loss_is_noticed() {
     let t = Instant::now();
     let r = call_one(&client, "remote.echo", json!({"text": "x"})).await;
     assert_eq!(code_of(&r), "upstream_unavailable", "{r}");
-    assert!(t.elapsed() < Duration::from_secs(2), "the failure took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the failure took {:?}",
+        t.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let s = state_of(&hub.readyz().await, "remote");
         if s["state"] != "ready" {
             break;
         }
-        assert!(Instant::now() < deadline, "remote still ready after the fixture died: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "remote still ready after the fixture died: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
     // The same address again: the hub reconnects.
     let fx = HttpFixture::start(&addr, &[]).await;
-    hub.wait_state("remote", "ready", Duration::from_secs(40)).await;
+    hub.wait_state("remote", "ready", Duration::from_secs(40))
+        .await;
     let r = call_one(&client, "remote.echo", json!({"text": "back"})).await;
     assert_eq!(r["success"], true, "{r}");
 
@@ -343,9 +425,13 @@ async fn an_http_upstream_is_called_and_its_loss_is_noticed() {
         .unwrap();
     assert_eq!(code_of(&r), "upstream_unavailable", "{r}");
     let took = failed_at - killed_at;
-    assert!(took < Duration::from_secs(2), "the in-flight call failed only after {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the in-flight call failed only after {took:?}"
+    );
     sleeper.cancel().await.unwrap();
-    hub.wait_state("remote", "restarting", Duration::from_secs(5)).await;
+    hub.wait_state("remote", "restarting", Duration::from_secs(5))
+        .await;
 
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
@@ -359,9 +445,20 @@ async fn tools_added_upstream_appear_in_list_and_search() {
     hub.wait_all_ready(LONG).await;
     let client = hub.client().await;
     let names = |v: Value, key: &str| -> Vec<String> {
-        v[key].as_array().unwrap().iter().map(|o| o["tool"].as_str().unwrap().to_owned()).collect()
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["tool"].as_str().unwrap().to_owned())
+            .collect()
     };
-    let listed = names(call(&client, "list", json!({})).await.structured_content.unwrap(), "operations");
+    let listed = names(
+        call(&client, "list", json!({}))
+            .await
+            .structured_content
+            .unwrap(),
+        "operations",
+    );
     assert!(listed.contains(&"fx.echo".to_owned()));
     assert!(!listed.contains(&"fx.late".to_owned()));
 
@@ -369,7 +466,13 @@ async fn tools_added_upstream_appear_in_list_and_search() {
     assert_eq!(r["success"], true, "{r}");
     let mut seen = false;
     for _ in 0..200 {
-        let listed = names(call(&client, "list", json!({})).await.structured_content.unwrap(), "operations");
+        let listed = names(
+            call(&client, "list", json!({}))
+                .await
+                .structured_content
+                .unwrap(),
+            "operations",
+        );
         if listed.contains(&"fx.late".to_owned()) {
             seen = true;
             break;
@@ -377,8 +480,17 @@ async fn tools_added_upstream_appear_in_list_and_search() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(seen, "fx.late never appeared in list");
-    let found = names(call(&client, "search", json!({"q": "late"})).await.structured_content.unwrap(), "results");
-    assert!(found.contains(&"fx.late".to_owned()), "search for late: {found:?}");
+    let found = names(
+        call(&client, "search", json!({"q": "late"}))
+            .await
+            .structured_content
+            .unwrap(),
+        "results",
+    );
+    assert!(
+        found.contains(&"fx.late".to_owned()),
+        "search for late: {found:?}"
+    );
     let r = call_one(&client, "fx.late", json!({"text": "hi"})).await;
     assert_eq!(r["success"], true, "{r}");
 
@@ -399,8 +511,14 @@ async fn unprefixed_upstreams_collide_or_expose_bare_names() {
     );
     let out = check(&colliding).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "check passed despite colliding names:\n{stdout}");
-    assert!(stdout.contains("collision") && stdout.contains("echo"), "collision not named:\n{stdout}");
+    assert!(
+        !out.status.success(),
+        "check passed despite colliding names:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("collision") && stdout.contains("echo"),
+        "collision not named:\n{stdout}"
+    );
 
     let distinct = ws.write(
         "distinct.toml",
@@ -411,7 +529,11 @@ async fn unprefixed_upstreams_collide_or_expose_bare_names() {
         ),
     );
     let out = check(&distinct).await;
-    assert!(out.status.success(), "check failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "check failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let hub = Hub::serve(&distinct).await;
     hub.wait_all_ready(LONG).await;
@@ -441,10 +563,20 @@ async fn a_failed_upstream_stays_failed_with_its_detail_while_retrying() {
     let until = Instant::now() + Duration::from_millis(3200);
     while Instant::now() < until {
         let bad = state_of(&hub.readyz().await, "bad");
-        assert_eq!(bad["state"], "failed", "a retrying upstream that never started: {bad}");
-        assert!(bad["detail"].as_str().is_some_and(|d| !d.is_empty()), "no detail: {bad}");
+        assert_eq!(
+            bad["state"], "failed",
+            "a retrying upstream that never started: {bad}"
+        );
+        assert!(
+            bad["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "no detail: {bad}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(hub.log.text().matches("upstream is down").count() >= 2, "no retry happened:\n{}", hub.log.text());
+    assert!(
+        hub.log.text().matches("upstream is down").count() >= 2,
+        "no retry happened:\n{}",
+        hub.log.text()
+    );
     assert!(hub.stop().await.success());
 }
