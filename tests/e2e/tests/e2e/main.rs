@@ -3,6 +3,7 @@
 mod bad_input;
 mod cancellation;
 mod config_cli;
+mod fast_path;
 mod hub_basics;
 mod surface;
 mod third_party;
