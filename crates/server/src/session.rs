@@ -104,7 +104,9 @@ fn progress_sink(
     context: &RequestContext<RoleServer>,
 ) -> Option<(ProgressSink, tokio::task::JoinHandle<()>)> {
     let token = context.meta.get_progress_token()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    // Bounded: an upstream that floods progress must not grow the hub's memory. A report that
+    // finds the queue full is dropped; the next one carries the newer figure anyway.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Progress>(PROGRESS_QUEUE);
     let forwarder = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
             let mut param = ProgressNotificationParam::new(token.clone(), p.progress);
@@ -116,10 +118,13 @@ fn progress_sink(
         }
     });
     let sink: ProgressSink = Arc::new(move |p: Progress| {
-        let _ = tx.send(p);
+        let _ = tx.try_send(p);
     });
     Some((sink, forwarder))
 }
+
+/// Progress reports queued per call before new ones are dropped.
+const PROGRESS_QUEUE: usize = 256;
 
 /// Longest wait, after a call ends, for its progress to reach the client before the result.
 const PROGRESS_DRAIN: Duration = Duration::from_millis(500);
