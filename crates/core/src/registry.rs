@@ -9,7 +9,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use patchbay_search::{Document, SearchIndex, params_from_schema};
+use patchbay_search::{Document, SearchIndex, params_from_object};
 use rmcp::model::Tool;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -316,13 +316,12 @@ impl Registry {
 }
 
 fn document(op: &Operation) -> Document {
-    let schema = serde_json::Value::Object((*op.definition.input_schema).clone());
     Document {
         name: op.name.clone(),
         namespace: op.namespace.clone(),
         tool: op.upstream_name.clone(),
         description: op.description().to_owned(),
-        params: params_from_schema(&schema),
+        params: params_from_object(&op.definition.input_schema),
     }
 }
 

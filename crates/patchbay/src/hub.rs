@@ -75,6 +75,20 @@ impl Hub {
         })
     }
 
+    /// Starts the hub and waits until every upstream has had its start-up time (plus a second)
+    /// to become ready: what one-shot commands (`check`, `ops`) need before they answer.
+    pub async fn start_settled(config: &Config) -> anyhow::Result<Self> {
+        let longest = config
+            .upstreams
+            .values()
+            .map(|u| u.startup_timeout)
+            .max()
+            .unwrap_or_default();
+        let hub = Self::start(config)?;
+        hub.settle(longest + Duration::from_secs(1)).await;
+        Ok(hub)
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         self.state.dispatcher.registry()
     }

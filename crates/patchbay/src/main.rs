@@ -248,14 +248,7 @@ async fn stdio(config: config::Config) -> anyhow::Result<i32> {
 
 async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
     let config = load_config(&arg)?;
-    let longest = config
-        .upstreams
-        .values()
-        .map(|u| u.startup_timeout)
-        .max()
-        .unwrap_or_default();
-    let hub = Hub::start(&config)?;
-    hub.settle(longest + Duration::from_secs(1)).await;
+    let hub = Hub::start_settled(&config).await?;
     let statuses = hub.registry().statuses();
     let mut failed = 0;
     println!(

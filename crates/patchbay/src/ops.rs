@@ -1,8 +1,6 @@
 //! `patchbay ops`: the four tools from a terminal, against the configuration (start the
 //! upstreams, answer, stop them) or against a running hub (`--url`).
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use patchbay_core::{AllowAll, CallNode};
@@ -140,14 +138,7 @@ async fn local(
     input: JsonObject,
 ) -> anyhow::Result<CallToolResult> {
     let config = load_config(config)?;
-    let longest = config
-        .upstreams
-        .values()
-        .map(|u| u.startup_timeout)
-        .max()
-        .unwrap_or_default();
-    let hub = Hub::start(&config)?;
-    hub.settle(longest + Duration::from_secs(1)).await;
+    let hub = Hub::start_settled(&config).await?;
     let d = &hub.state.dispatcher;
     let args = Some(input);
     let result = match tool {

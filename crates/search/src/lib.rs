@@ -35,7 +35,7 @@ mod tokenize;
 
 pub use config::{Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking, Semantic};
 pub use index::SearchIndex;
-pub use schema::params_from_schema;
+pub use schema::{params_from_object, params_from_schema};
 pub use stem::stem;
 pub use tokenize::{split_words, terms};
 

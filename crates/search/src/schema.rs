@@ -21,13 +21,24 @@ pub fn params_from_schema(schema: &Value) -> Vec<Param> {
     out
 }
 
+/// [`params_from_schema`] for a schema already held as a JSON object (as MCP tools hold their
+/// input schemas), without copying it into a `Value` first.
+pub fn params_from_object(schema: &serde_json::Map<String, Value>) -> Vec<Param> {
+    let mut out = Vec::new();
+    collect_object(schema, 0, &mut out);
+    out
+}
+
 fn collect(schema: &Value, depth: usize, out: &mut Vec<Param>) {
+    if let Some(obj) = schema.as_object() {
+        collect_object(obj, depth, out);
+    }
+}
+
+fn collect_object(obj: &serde_json::Map<String, Value>, depth: usize, out: &mut Vec<Param>) {
     if depth > MAX_DEPTH || out.len() >= MAX_PARAMS {
         return;
     }
-    let Some(obj) = schema.as_object() else {
-        return;
-    };
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
             if out.len() >= MAX_PARAMS {

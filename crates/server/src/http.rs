@@ -76,7 +76,7 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(front),
-            jsonrpc_body_errors,
+            front_layer,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -96,7 +96,7 @@ struct Front {
 /// id), as MCP clients expect, rather than rmcp's plain text: 413 over the size limit, and 400
 /// with -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message) where rmcp would answer
 /// 415 to a body it cannot read.
-async fn jsonrpc_body_errors(
+async fn front_layer(
     State(front): State<Arc<Front>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -217,24 +217,20 @@ pub fn list(
     }
     // Namespaces whose upstream is not ready are shown, so an agent knows why something is missing.
     // Namespaces with nothing visible to this caller are left out, so nothing leaks.
+    let with_ops: std::collections::HashSet<&str> =
+        ops.iter().map(|op| op.namespace.as_str()).collect();
     let visible: Vec<Value> = registry
         .statuses()
         .iter()
         .filter(|s| {
-            ops.iter().any(|op| op.namespace == s.namespace)
-                || (s.operations == 0 && policy_sees_namespace(policy, &s.namespace))
+            with_ops.contains(s.namespace.as_str())
+                || (s.operations == 0 && policy.sees_namespace(&s.namespace))
         })
         .filter(|s| args.namespace.as_ref().is_none_or(|n| n == &s.namespace))
         .map(status_json)
         .collect();
     out["namespaces"] = json!(visible);
     answer(out)
-}
-
-/// A namespace with no operations yet (still starting) is shown if the caller could see
-/// anything in it.
-fn policy_sees_namespace(policy: &dyn Policy, namespace: &str) -> bool {
-    policy.allows(&format!("{namespace}.*"))
 }
 
 pub fn search(

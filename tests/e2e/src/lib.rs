@@ -116,7 +116,8 @@ impl Log {
         self.0.lock().unwrap().clone()
     }
 
-    fn capture(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+    /// Appends every line of `stream` to the log, in the background.
+    pub fn collect(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
         let log = self.0.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
@@ -171,7 +172,7 @@ impl Hub {
         }
         let mut child = cmd.spawn().expect("start patchbay serve");
         let log = Log::default();
-        log.capture(child.stderr.take().unwrap());
+        log.collect(child.stderr.take().unwrap());
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
             .await
@@ -278,7 +279,7 @@ pub async fn stdio_client(config: &Path) -> (Client, Log) {
         .expect("start patchbay stdio");
     let log = Log::default();
     if let Some(e) = stderr {
-        log.capture(e);
+        log.collect(e);
     }
     let client = ().serve(transport).await.expect("MCP client connects over stdio");
     (client, log)
@@ -542,7 +543,7 @@ impl HttpFixture {
         }
         let mut child = cmd.spawn().expect("start patchbay-fixture --http");
         let log = Log::default();
-        log.capture(child.stderr.take().unwrap());
+        log.collect(child.stderr.take().unwrap());
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
             .await
@@ -570,9 +571,4 @@ impl HttpFixture {
     }
 }
 
-impl Log {
-    /// Collects the lines of `stream` (e.g. a child's stderr) into this log.
-    pub fn collect(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
-        self.capture(stream);
-    }
-}
+impl Log {}

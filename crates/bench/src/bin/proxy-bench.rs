@@ -77,11 +77,6 @@ async fn main() -> anyhow::Result<()> {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
-        .envs(
-            std::env::var("PB_HUB_THREADS")
-                .ok()
-                .map(|t| ("TOKIO_WORKER_THREADS", t)),
-        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
@@ -171,23 +166,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The meta surface: the same echo as one item of a `call` batch.
-    let session = Arc::new(HttpSession::open(&url).await?);
-    let meta = measure(1, warmup, duration, move |_| {
-        let s = session.clone();
-        async move {
-            let r = s
-                .request(
-                    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "call",
-                    "arguments": {"calls": [{"tool": "fx.echo", "input": {"text": "hello"}}]}}}),
-                )
-                .await?;
-            if r["result"]["structuredContent"]["results"][0]["success"] != true {
-                bail!("meta call failed: {r}");
-            }
-            Ok(())
-        }
-    })
-    .await;
+    let meta = one_client(
+        &url,
+        warmup,
+        duration,
+        "call",
+        json!({"calls": [{"tool": "fx.echo", "input": {"text": "hello"}}]}),
+        |r| r["result"]["structuredContent"]["results"][0]["success"] == true,
+    )
+    .await?;
     println!(
         "\nmeta `call` (one item), 1 client: p50 {}, p99 {}, {:.0} calls/s",
         us(meta.p50),
@@ -196,23 +183,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The front door alone: a meta `list` of one operation never reaches the upstream.
-    let session = Arc::new(HttpSession::open(&url).await?);
-    let front = measure(1, warmup, duration, move |_| {
-        let s = session.clone();
-        async move {
-            let r = s
-                .request(
-                    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list",
-                    "arguments": {"limit": 1}}}),
-                )
-                .await?;
-            if r.get("result").is_none() {
-                bail!("list failed: {r}");
-            }
-            Ok(())
-        }
+    let front = one_client(&url, warmup, duration, "list", json!({"limit": 1}), |r| {
+        r.get("result").is_some()
     })
-    .await;
+    .await?;
     println!(
         "front door only (`list`, limit 1, no upstream), 1 client: p50 {}, p99 {}, {:.0} calls/s",
         us(front.p50),
@@ -238,6 +212,31 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = hub.start_kill();
     Ok(())
+}
+
+/// One client calling tool `name` with `arguments` in a loop on its own session; `ok` judges
+/// each JSON-RPC answer.
+async fn one_client(
+    url: &str,
+    warmup: Duration,
+    duration: Duration,
+    name: &'static str,
+    arguments: serde_json::Value,
+    ok: fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<Figures> {
+    let session = Arc::new(HttpSession::open(url).await?);
+    let request = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+    Ok(measure(1, warmup, duration, move |_| {
+        let (s, request) = (session.clone(), request.clone());
+        async move {
+            let r = s.request(request).await?;
+            if !ok(&r) {
+                bail!("`{name}` failed: {r}");
+            }
+            Ok(())
+        }
+    })
+    .await)
 }
 
 fn us(d: Duration) -> String {
