@@ -4,16 +4,23 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::{CallToolResult, ClientRequest, JsonObject, ServerResult};
 use serde_json::Value;
 
 use crate::{
     calltree::CallNode,
-    error::CallError,
+    error::{CallError, ErrorCode},
     policy::Policy,
-    provider::{CallContext, ProgressSink},
-    registry::{Registry, UpstreamState},
+    provider::{CallContext, ClientChannel, ForwardError, ProgressSink, Provider},
+    registry::{Registry, Route, UpstreamState},
 };
+
+/// Where a call's progress and the upstream's requests back to the client go.
+#[derive(Clone, Default)]
+pub struct Caller {
+    pub progress: Option<ProgressSink>,
+    pub client: Option<Arc<dyn ClientChannel>>,
+}
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -68,11 +75,18 @@ impl Dispatcher {
         policy: &dyn Policy,
         calls: Vec<CallRequest>,
         parent: &CallNode,
+        client: Option<Arc<dyn ClientChannel>>,
         progress_for: impl Fn(usize) -> Option<ProgressSink>,
     ) -> Vec<CallOutcome> {
         let concurrency = self.settings.batch_concurrency.max(1);
         stream::iter(calls.into_iter().enumerate())
-            .map(|(i, req)| self.call(policy, req.operation, req.input, parent, progress_for(i)))
+            .map(|(i, req)| {
+                let caller = Caller {
+                    progress: progress_for(i),
+                    client: client.clone(),
+                };
+                self.call(policy, req.operation, req.input, parent, caller)
+            })
             .buffered(concurrency)
             .collect()
             .await
@@ -85,7 +99,7 @@ impl Dispatcher {
         operation: String,
         input: Option<Value>,
         parent: &CallNode,
-        progress: Option<ProgressSink>,
+        caller: Caller,
     ) -> CallOutcome {
         if !policy.allows(&operation) {
             return Err(CallError::not_found(&operation));
@@ -102,40 +116,81 @@ impl Dispatcher {
         let Value::Object(input) = input else {
             // Unreachable for object schemas; keeps non-object schemas honest.
             return Err(CallError::new(
-                crate::error::ErrorCode::InvalidInput,
+                ErrorCode::InvalidInput,
                 "input must be a JSON object",
             ));
         };
-        if resolved.state != UpstreamState::Ready {
-            let why = resolved
+        let upstream_name = resolved.operation.upstream_name.clone();
+        self.run(&resolved.route, parent, caller, |provider, ctx| {
+            provider.call(&upstream_name, Some(input), ctx)
+        })
+        .await
+        .map_err(|e| match e {
+            ForwardError::Hub(e) => e,
+            ForwardError::Upstream(e) => CallError::new(ErrorCode::UpstreamError, e.message),
+        })
+    }
+
+    /// Forwards a non-tool request (resources, prompts, completion, logging) along `route`,
+    /// under the same state check, deadline and cancellation as a call.
+    pub async fn forward(
+        &self,
+        route: &Route,
+        request: ClientRequest,
+        parent: &CallNode,
+        client: Option<Arc<dyn ClientChannel>>,
+    ) -> Result<ServerResult, ForwardError> {
+        let caller = Caller {
+            progress: None,
+            client,
+        };
+        self.run(route, parent, caller, |provider, ctx| {
+            provider.forward(request, ctx)
+        })
+        .await
+    }
+
+    async fn run<T, E, F>(
+        &self,
+        route: &Route,
+        parent: &CallNode,
+        caller: Caller,
+        start: impl FnOnce(&dyn Provider, CallContext) -> F,
+    ) -> Result<T, ForwardError>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: Into<ForwardError>,
+    {
+        if route.state != UpstreamState::Ready {
+            let why = route
                 .detail
-                .unwrap_or_else(|| resolved.state.as_str().to_owned());
-            return Err(CallError::unavailable(&resolved.operation.namespace, why));
+                .clone()
+                .unwrap_or_else(|| route.state.as_str().to_owned());
+            return Err(CallError::unavailable(&route.namespace, why).into());
         }
         if parent.is_cancelled() {
-            return Err(CallError::cancelled());
+            return Err(CallError::cancelled().into());
         }
-        let timeout = resolved.call_timeout.unwrap_or(self.settings.call_timeout);
+        let timeout = route.call_timeout.unwrap_or(self.settings.call_timeout);
         let node = parent.child(Some(timeout));
         let ctx = CallContext {
             call_id: node.id,
             ct: node.ct.clone(),
-            progress,
+            progress: caller.progress,
+            client: caller.client,
         };
-        let call = resolved
-            .provider
-            .call(&resolved.operation.upstream_name, Some(input), ctx);
-        tokio::pin!(call);
+        let work = start(route.provider.as_ref(), ctx);
+        tokio::pin!(work);
         let deadline = node
             .deadline
             .expect("a child with a timeout has a deadline");
         tokio::select! {
-            outcome = &mut call => outcome,
+            outcome = &mut work => outcome.map_err(Into::into),
             _ = tokio::time::sleep_until(deadline) => {
                 // Cancel, then let the provider tell the upstream before we answer.
                 node.ct.cancel();
-                let _ = call.await;
-                Err(CallError::timeout(timeout))
+                let _ = work.await;
+                Err(CallError::timeout(timeout).into())
             }
         }
     }

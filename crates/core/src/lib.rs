@@ -5,6 +5,7 @@
 pub mod calltree;
 pub mod dispatch;
 pub mod error;
+pub mod extras;
 pub mod name;
 pub mod operation;
 pub mod policy;
@@ -12,11 +13,14 @@ pub mod provider;
 pub mod registry;
 
 pub use calltree::{CallId, CallNode};
-pub use dispatch::{CallOutcome, CallRequest, DispatchSettings, Dispatcher};
+pub use dispatch::{CallOutcome, CallRequest, Caller, DispatchSettings, Dispatcher};
 pub use error::{CallError, ErrorCode};
 pub use operation::Operation;
 pub use policy::{AllowAll, Policy};
-pub use provider::{BoxFuture, CallContext, Progress, ProgressSink, Provider};
+pub use provider::{
+    BoxFuture, CallContext, ClientChannel, ForwardError, Progress, ProgressSink, Provider,
+};
 pub use registry::{
-    NamespaceHandle, NamespaceSettings, NamespaceStatus, Registry, RegistryError, UpstreamState,
+    HubEvent, NamespaceHandle, NamespaceSettings, NamespaceStatus, Offered, Registry,
+    RegistryError, Route, UpstreamState,
 };

@@ -2,7 +2,12 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use rmcp::model::{CallToolResult, JsonObject};
+#[allow(deprecated)] // logging is deprecated in the newest spec; older peers still use it
+use rmcp::model::LoggingMessageNotificationParam;
+use rmcp::{
+    ErrorData,
+    model::{CallToolResult, ClientRequest, ClientResult, JsonObject, ServerRequest, ServerResult},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{calltree::CallId, error::CallError};
@@ -20,6 +25,27 @@ pub struct Progress {
 /// Where a call's progress reports go.
 pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
+/// The way back to the client whose call this is: requests an upstream makes in the middle of
+/// a call (sampling, elicitation, roots) and its log messages go to that client and no other.
+/// Implemented by the session that made the call; providers see only this trait.
+pub trait ClientChannel: Send + Sync {
+    /// Asks the client `request` and returns its answer. Fails at once, without asking, when
+    /// the client did not declare the capability the request needs. `ct` withdraws the
+    /// request (the client is told) when the upstream or the call gives up on it.
+    fn request(
+        &self,
+        request: ServerRequest,
+        ct: CancellationToken,
+    ) -> BoxFuture<'static, Result<ClientResult, ErrorData>>;
+
+    /// Passes on an upstream's log message if the client's logging level admits it.
+    #[allow(deprecated)]
+    fn log(&self, message: LoggingMessageNotificationParam) -> BoxFuture<'static, ()>;
+
+    /// Identifies the client session: two channels with the same id reach the same client.
+    fn client_id(&self) -> u64;
+}
+
 /// What a provider gets with each call.
 #[derive(Clone)]
 pub struct CallContext {
@@ -28,6 +54,9 @@ pub struct CallContext {
     /// upstream (for MCP, `notifications/cancelled`) and return promptly.
     pub ct: CancellationToken,
     pub progress: Option<ProgressSink>,
+    /// The client that made the call, for the upstream's requests back to it; `None` when the
+    /// caller cannot be asked anything (the upstream then gets an error at once).
+    pub client: Option<Arc<dyn ClientChannel>>,
 }
 
 /// Talks to one source of operations.
@@ -40,4 +69,38 @@ pub trait Provider: Send + Sync + 'static {
         input: Option<JsonObject>,
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<CallToolResult, CallError>>;
+
+    /// Forwards any other MCP request (resources, prompts, completion, logging, subscriptions)
+    /// to the upstream unchanged, under the same cancellation and routing as a call. An error
+    /// the upstream answered with is `Err(ForwardError::Upstream)`, passed on as it is.
+    fn forward(
+        &self,
+        request: ClientRequest,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<ServerResult, ForwardError>> {
+        let _ = (request, ctx);
+        Box::pin(async {
+            Err(ForwardError::Hub(CallError::new(
+                crate::error::ErrorCode::NotFound,
+                "this provider serves tools only",
+            )))
+        })
+    }
+}
+
+/// Why a forwarded request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForwardError {
+    /// The upstream's own JSON-RPC error, for the client to see unchanged.
+    #[error("upstream error {}: {}", .0.code.0, .0.message)]
+    Upstream(ErrorData),
+    /// What the hub itself reports (unavailable, cancelled, timeout).
+    #[error(transparent)]
+    Hub(CallError),
+}
+
+impl From<CallError> for ForwardError {
+    fn from(e: CallError) -> Self {
+        ForwardError::Hub(e)
+    }
 }

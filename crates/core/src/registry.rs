@@ -10,11 +10,12 @@ use std::{
 };
 
 use patchbay_search::{Document, SearchIndex, params_from_object};
-use rmcp::model::Tool;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities, Tool};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::{
+    extras::Extras,
     name::{is_valid_namespace, operation_name},
     operation::Operation,
     policy::Policy,
@@ -87,6 +88,31 @@ struct NamespaceEntry {
     provider: Arc<dyn Provider>,
     status: NamespaceStatus,
     ops: Vec<Arc<Operation>>,
+    extras: Extras,
+}
+
+/// Something an upstream reported that sessions may need to pass on to their clients.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// The merged resource or resource-template list changed.
+    ResourcesChanged,
+    /// The merged prompt list changed.
+    PromptsChanged,
+    /// An upstream says the resource at `uri` changed (`notifications/resources/updated`).
+    ResourceUpdated { namespace: String, uri: String },
+}
+
+/// Events kept for a slow session before it starts missing them.
+const EVENT_QUEUE: usize = 256;
+
+/// What the capabilities of all ready upstreams add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Offered {
+    pub resources: bool,
+    pub subscribe: bool,
+    pub prompts: bool,
+    pub completions: bool,
+    pub logging: bool,
 }
 
 #[derive(Default)]
@@ -100,16 +126,36 @@ struct Inner {
 #[derive(Clone)]
 pub struct Resolved {
     pub operation: Arc<Operation>,
+    pub route: Route,
+}
+
+/// The provider that serves a namespace, and whether it can be used now.
+#[derive(Clone)]
+pub struct Route {
+    pub namespace: String,
     pub provider: Arc<dyn Provider>,
     pub state: UpstreamState,
     pub detail: Option<String>,
     pub call_timeout: Option<Duration>,
 }
 
+impl NamespaceEntry {
+    fn route(&self) -> Route {
+        Route {
+            namespace: self.status.namespace.clone(),
+            provider: self.provider.clone(),
+            state: self.status.state,
+            detail: self.status.detail.clone(),
+            call_timeout: self.settings.call_timeout,
+        }
+    }
+}
+
 pub struct Registry {
     inner: RwLock<Inner>,
     /// Bumped whenever any catalog changes; `direct` listeners turn it into `list_changed`.
     version: watch::Sender<u64>,
+    events: broadcast::Sender<HubEvent>,
 }
 
 impl Default for Registry {
@@ -117,6 +163,7 @@ impl Default for Registry {
         Self {
             inner: RwLock::default(),
             version: watch::channel(0).0,
+            events: broadcast::channel(EVENT_QUEUE).0,
         }
     }
 }
@@ -163,6 +210,7 @@ impl Registry {
                     since: SystemTime::now(),
                 },
                 ops: Vec::new(),
+                extras: Extras::default(),
             },
         );
         Ok(NamespaceHandle {
@@ -178,11 +226,142 @@ impl Registry {
         let entry = inner.namespaces.get(&operation.namespace)?;
         Some(Resolved {
             operation,
-            provider: entry.provider.clone(),
-            state: entry.status.state,
-            detail: entry.status.detail.clone(),
-            call_timeout: entry.settings.call_timeout,
+            route: entry.route(),
         })
+    }
+
+    /// The route to the upstream serving resource `uri`: the one that listed it, else the
+    /// first whose template matches it, else the only upstream that offers resources at all.
+    pub fn route_resource(&self, uri: &str, policy: &dyn Policy) -> Option<Route> {
+        let inner = self.read();
+        let visible = || {
+            inner
+                .namespaces
+                .values()
+                .filter(|e| policy.sees_namespace(&e.status.namespace))
+        };
+        let listed = visible().find(|e| e.extras.resources.iter().any(|r| r.uri == uri));
+        let entry = listed
+            .or_else(|| visible().find(|e| e.extras.serves_uri(uri)))
+            .or_else(|| {
+                let mut offering = visible().filter(|e| e.extras.offers_resources());
+                match (offering.next(), offering.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            })?;
+        Some(entry.route())
+    }
+
+    /// The route to the upstream with the resource template `uri_template`.
+    pub fn route_template(&self, uri_template: &str, policy: &dyn Policy) -> Option<Route> {
+        let inner = self.read();
+        inner
+            .namespaces
+            .values()
+            .filter(|e| policy.sees_namespace(&e.status.namespace))
+            .find(|e| e.extras.has_template(uri_template))
+            .map(NamespaceEntry::route)
+    }
+
+    /// The route to the prompt clients call `name`, and the upstream's own name for it.
+    pub fn route_prompt(&self, name: &str, policy: &dyn Policy) -> Option<(Route, String)> {
+        if !policy.allows(name) {
+            return None;
+        }
+        let inner = self.read();
+        inner.namespaces.values().find_map(|e| {
+            let upstream = e.extras.upstream_prompt(name)?;
+            Some((e.route(), upstream.to_owned()))
+        })
+    }
+
+    /// Every visible upstream's resources, in namespace order.
+    pub fn resources(&self, policy: &dyn Policy) -> Vec<Resource> {
+        self.gather(policy, |e| e.resources.clone())
+    }
+
+    /// Every visible upstream's resource templates, in namespace order.
+    pub fn resource_templates(&self, policy: &dyn Policy) -> Vec<ResourceTemplate> {
+        self.gather(policy, |e| e.templates.clone())
+    }
+
+    /// Every prompt `policy` allows, in namespace order.
+    pub fn prompts(&self, policy: &dyn Policy) -> Vec<Prompt> {
+        let mut prompts = self.gather(policy, |e| e.prompts.clone());
+        prompts.retain(|p| policy.allows(&p.name));
+        prompts
+    }
+
+    fn gather<T>(&self, policy: &dyn Policy, take: impl Fn(&Extras) -> Vec<T>) -> Vec<T> {
+        let inner = self.read();
+        inner
+            .namespaces
+            .values()
+            .filter(|e| policy.sees_namespace(&e.status.namespace))
+            .flat_map(|e| take(&e.extras))
+            .collect()
+    }
+
+    /// What the hub can offer its clients besides tools, given its upstreams. An upstream that
+    /// has not answered yet counts as offering everything, so a client that connects early
+    /// still learns of features that arrive a moment later.
+    pub fn offered(&self) -> Offered {
+        let inner = self.read();
+        let mut offered = Offered::default();
+        for entry in inner.namespaces.values() {
+            let Some(caps) = &entry.extras.capabilities else {
+                return Offered {
+                    resources: true,
+                    subscribe: true,
+                    prompts: true,
+                    completions: true,
+                    logging: true,
+                };
+            };
+            if let Some(r) = &caps.resources {
+                offered.resources = true;
+                offered.subscribe |= r.subscribe == Some(true);
+            }
+            offered.prompts |= caps.prompts.is_some();
+            offered.completions |= caps.completions.is_some();
+            offered.logging |= caps.logging.is_some();
+        }
+        offered
+    }
+
+    /// Routes to every ready upstream that declared `logging`.
+    pub fn logging_routes(&self) -> Vec<Route> {
+        let inner = self.read();
+        inner
+            .namespaces
+            .values()
+            .filter(|e| {
+                e.status.state == UpstreamState::Ready
+                    && e.extras
+                        .capabilities
+                        .as_ref()
+                        .is_some_and(|c| c.logging.is_some())
+            })
+            .map(NamespaceEntry::route)
+            .collect()
+    }
+
+    /// Events for sessions to pass on: list changes and resource updates.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: HubEvent) {
+        // No receiver (no session yet) is not an error.
+        let _ = self.events.send(event);
+    }
+
+    fn update_extras(&self, namespace: &str, update: impl FnOnce(&mut Extras, &NamespaceSettings)) {
+        let mut inner = self.write();
+        if let Some(entry) = inner.namespaces.get_mut(namespace) {
+            update(&mut entry.extras, &entry.settings);
+        }
     }
 
     /// Operations visible to `policy`, ordered by name, optionally in one namespace.
@@ -349,5 +528,37 @@ impl NamespaceHandle {
 
     pub fn set_startup(&self, took: Duration) {
         self.registry.set_startup(&self.namespace, took);
+    }
+
+    /// Records what the upstream declared in its `initialize` answer.
+    pub fn set_capabilities(&self, capabilities: ServerCapabilities) {
+        self.registry
+            .update_extras(&self.namespace, |e, _| e.capabilities = Some(capabilities));
+    }
+
+    /// Replaces the namespace's resources and resource templates.
+    pub fn set_resources(&self, resources: Vec<Resource>, templates: Vec<ResourceTemplate>) {
+        self.registry.update_extras(&self.namespace, |e, _| {
+            e.resources = resources;
+            e.templates = templates;
+        });
+        self.registry.emit(HubEvent::ResourcesChanged);
+    }
+
+    /// Replaces the namespace's prompts (named by the upstream; renamed here like tools).
+    pub fn set_prompts(&self, prompts: Vec<Prompt>) {
+        let namespace = self.namespace.clone();
+        self.registry.update_extras(&self.namespace, |e, settings| {
+            e.set_prompts(&namespace, settings.prefix, prompts)
+        });
+        self.registry.emit(HubEvent::PromptsChanged);
+    }
+
+    /// Passes on the upstream's `notifications/resources/updated` for `uri`.
+    pub fn resource_updated(&self, uri: String) {
+        self.registry.emit(HubEvent::ResourceUpdated {
+            namespace: self.namespace.clone(),
+            uri,
+        });
     }
 }

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     pub session_idle: Duration,
     /// `Host` header values the HTTP front door accepts. Default: loopback names only.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Browser `Origin` values the HTTP front door accepts (`scheme://host[:port]`, `*` for
+    /// any port, `null` for `Origin: null`); a request without `Origin` always passes.
+    /// Default: loopback origins only (`http(s)://localhost`, `127.0.0.1`, `[::1]`, any port).
+    pub allowed_origins: Option<Vec<String>>,
     /// How many calls of one `call` batch run at once. Default 8.
     pub batch_concurrency: usize,
     /// Threads serving requests; 0 picks half the CPU cores (at least 1). Default 0.
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
             session_idle: Duration::from_secs(30 * 60),
             allowed_hosts: None,
+            allowed_origins: None,
             batch_concurrency: 8,
             worker_threads: 0,
         }

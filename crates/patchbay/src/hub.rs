@@ -64,10 +64,7 @@ impl Hub {
                 batch_concurrency: config.server.batch_concurrency,
             },
         );
-        let state = Arc::new(HubState {
-            dispatcher,
-            expose: config.server.expose,
-        });
+        let state = Arc::new(HubState::new(dispatcher, config.server.expose));
         Ok(Self {
             state,
             shutdown,

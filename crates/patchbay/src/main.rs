@@ -200,6 +200,7 @@ async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result
         max_body_bytes: config.server.max_message_bytes,
         session_idle: config.server.session_idle,
         allowed_hosts: config.server.allowed_hosts.clone(),
+        allowed_origins: config.server.allowed_origins.clone(),
     };
     let http_shutdown = CancellationToken::new();
     let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone());

@@ -147,7 +147,7 @@ async fn local(
         "schema" => patchbay_server::surface::schema_of(d, &AllowAll, args),
         _ => {
             let root = CallNode::root(CancellationToken::new());
-            patchbay_server::surface::call(d, &AllowAll, args, &root, None).await
+            patchbay_server::surface::call(d, &AllowAll, args, &root, Default::default()).await
         }
     };
     hub.stop().await;

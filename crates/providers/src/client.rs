@@ -1,22 +1,31 @@
-//! The client side of one upstream connection: routes progress to the call that asked for
-//! it and wakes the supervisor when the upstream's tool list changes.
+//! The client side of one upstream connection: routes progress and the upstream's requests
+//! back (sampling, elicitation, roots) and log messages to the client whose call caused them,
+//! and wakes the supervisor when the upstream's lists change.
+
+// Sampling, roots and logging are deprecated by SEP-2577 (2026-07-28), but every earlier
+// protocol version has them, and so do most upstreams and clients.
+#![allow(deprecated)]
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
-use patchbay_core::{Progress, ProgressSink};
-#[allow(deprecated)]
+use patchbay_core::{NamespaceHandle, Progress, ProgressSink};
 use rmcp::{
-    ClientHandler,
+    ClientHandler, ErrorData,
     model::{
-        ClientCapabilities, ClientConfig, Implementation, LoggingMessageNotificationParam,
-        ProgressNotificationParam, ProgressToken,
+        ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
+        CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+        ElicitResult, Implementation, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, RequestId,
+        ResourceUpdatedNotificationParam, ServerRequest,
     },
-    service::{NotificationContext, RoleClient},
+    service::{InboundStreamOrigin, NotificationContext, RequestContext, RoleClient},
 };
 use tokio::sync::Notify;
+
+use crate::routing::{CallerRoutes, LogTarget};
 
 /// Progress tokens of in-flight upstream requests, mapped to their callers' sinks.
 ///
@@ -88,11 +97,23 @@ impl ProgressRoutes {
     }
 }
 
+/// The outbound request an inbound request arrived in answer to, when the transport knows.
+fn origin_of(context: &RequestContext<RoleClient>) -> Option<RequestId> {
+    match context.extensions.get::<InboundStreamOrigin>() {
+        Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id.clone()),
+        _ => None,
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
     pub(crate) namespace: Arc<str>,
+    pub(crate) handle: NamespaceHandle,
     pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) callers: Arc<CallerRoutes>,
     pub(crate) tools_changed: Arc<Notify>,
+    pub(crate) resources_changed: Arc<Notify>,
+    pub(crate) prompts_changed: Arc<Notify>,
     /// Woken when a call fails at the transport level, so the supervisor checks whether the
     /// connection is still alive. An HTTP upstream that goes away does not end rmcp's client
     /// service (its SSE stream retries forever), so without this the namespace would stay
@@ -101,12 +122,117 @@ pub(crate) struct UpstreamClient {
 }
 
 #[allow(deprecated)] // logging is deprecated in the newest spec, but older upstreams still send it
+impl UpstreamClient {
+    /// Relays the upstream's request to the client whose call caused it; the client's answer
+    /// (or error) goes back to the upstream.
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        what: &str,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        let origin = origin_of(context);
+        let (client, call_ct) = self.callers.route(origin.as_ref()).await.map_err(|why| {
+            tracing::warn!(upstream = %self.namespace, what, ?why, "request from upstream not routed");
+            why.error(what)
+        })?;
+        // Withdrawn when the call ends or the upstream cancels its own request.
+        let ct = call_ct.child_token();
+        let upstream_ct = context.ct.clone();
+        let link = ct.clone();
+        let linker = tokio::spawn(async move {
+            tokio::select! {
+                _ = upstream_ct.cancelled() => link.cancel(),
+                _ = link.cancelled() => {}
+            }
+        });
+        let answer = client.request(request, ct.clone()).await;
+        ct.cancel();
+        let _ = linker.await;
+        answer
+    }
+}
+
+/// The answer had the wrong shape for the request it answers.
+fn mismatched(what: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!("patchbay: the client's answer to {what} had the wrong shape"),
+        None,
+    )
+}
+
 impl ClientHandler for UpstreamClient {
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
-        info.capabilities = ClientCapabilities::default();
+        // The hub can relay all three to its clients; one that lacks a capability makes the
+        // relay fail at once with an error the upstream sees.
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.sampling = Some(Default::default());
+        capabilities.elicitation = Some(Default::default());
+        capabilities.roots = Some(Default::default());
+        info.capabilities = capabilities;
         info.client_info = Implementation::new("patchbay", env!("CARGO_PKG_VERSION"));
         info
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self
+            .relay(request, "sampling/createMessage", &context)
+            .await?
+        {
+            ClientResult::CreateMessageResult(r) => Ok(*r),
+            _ => Err(mismatched("sampling/createMessage")),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.relay(request, "elicitation/create", &context).await? {
+            ClientResult::ElicitResult(r) => Ok(r),
+            _ => Err(mismatched("elicitation/create")),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        // Upstreams often ask for roots right after start-up, outside any call: they get none.
+        if self.callers.is_idle() && origin_of(&context).is_none() {
+            return Ok(ListRootsResult::default());
+        }
+        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        match self.relay(request, "roots/list", &context).await? {
+            ClientResult::ListRootsResult(r) => Ok(r),
+            // An empty result parses as the untagged union's first empty-compatible variant.
+            ClientResult::EmptyResult(_) => Ok(ListRootsResult::default()),
+            _ => Err(mismatched("roots/list")),
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.handle.resource_updated(params.uri);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.resources_changed.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.prompts_changed.notify_one();
     }
 
     async fn on_progress(
@@ -130,8 +256,16 @@ impl ClientHandler for UpstreamClient {
     async fn on_logging_message(
         &self,
         params: LoggingMessageNotificationParam,
-        _context: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) {
-        tracing::info!(upstream = %self.namespace, level = ?params.level, data = %params.data, "upstream log");
+        match context.extensions.get::<LogTarget>() {
+            Some(LogTarget(Ok(client))) => client.log(params).await,
+            Some(LogTarget(Err(why))) => {
+                tracing::info!(upstream = %self.namespace, level = ?params.level, data = %params.data, not_passed_on = %why, "upstream log")
+            }
+            None => {
+                tracing::info!(upstream = %self.namespace, level = ?params.level, data = %params.data, "upstream log")
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use rmcp::{
     },
 };
 
-use crate::{client::UpstreamClient, sse::SseTransport};
+use crate::{client::UpstreamClient, routing::RoutingTransport, sse::SseTransport};
 
 /// How to reach an HTTP upstream.
 #[derive(Debug, Clone)]
@@ -41,6 +41,7 @@ pub(crate) async fn connect(
         .max_concurrent_requests(64);
     config.retry_config = Arc::new(stream_retry());
     let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = RoutingTransport::new(transport, client.callers.clone());
     let streamable = match client.clone().serve(transport).await {
         Ok(service) => return Ok(service),
         Err(e) => e,
@@ -56,6 +57,7 @@ pub(crate) async fn connect(
             ));
         }
     };
+    let sse = RoutingTransport::new(sse, client.callers.clone());
     let service = client.serve(sse).await.map_err(|e| {
         format!(
             "cannot connect to {}: {streamable} (legacy SSE: {e})",

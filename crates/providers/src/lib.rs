@@ -7,6 +7,7 @@ mod backoff;
 mod client;
 mod http;
 mod mcp;
+mod routing;
 mod sse;
 mod stdio;
 mod supervisor;

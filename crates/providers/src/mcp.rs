@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use patchbay_core::{BoxFuture, CallContext, CallError, ErrorCode, Provider};
+use patchbay_core::{BoxFuture, CallContext, CallError, ErrorCode, ForwardError, Provider};
 use rmcp::{
     model::{
         CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
@@ -14,13 +14,14 @@ use rmcp::{
 
 use tokio::sync::Notify;
 
-use crate::client::ProgressRoutes;
+use crate::{client::ProgressRoutes, routing::CallerRoutes};
 
 /// The live half of a connection, swapped in and out by the supervisor.
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub(crate) peer: Peer<RoleClient>,
     pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) callers: Arc<CallerRoutes>,
     /// Told when a call fails at the transport level (see `UpstreamClient::suspect`).
     pub(crate) suspect: Arc<Notify>,
 }
@@ -63,60 +64,98 @@ impl Provider for McpProvider {
     ) -> BoxFuture<'static, Result<CallToolResult, CallError>> {
         let namespace = self.namespace.clone();
         let connection = self.current();
-        let tool = tool.to_owned();
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = input;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         Box::pin(async move {
-            let Some(conn) = connection else {
-                return Err(CallError::unavailable(&namespace, "not connected"));
-            };
-            let mut params = CallToolRequestParams::new(tool);
-            params.arguments = input;
-            let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-            let mut handle = conn
-                .peer
-                .send_cancellable_request(request, PeerRequestOptions::no_options())
+            let result = send(&namespace, connection, request, ctx)
                 .await
-                .map_err(|e| conn.failed(&namespace, e))?;
-            let token = handle.progress_token.clone();
-            if let Some(sink) = ctx.progress.clone() {
-                conn.progress.insert(token.clone(), sink);
-            }
-            let outcome = tokio::select! {
-                response = &mut handle.rx => match response {
-                    Ok(Ok(result)) => into_call_result(&namespace, result),
-                    Ok(Err(e)) => Err(conn.failed(&namespace, e)),
-                    Err(_) => {
-                        conn.suspect.notify_one();
-                        Err(CallError::unavailable(&namespace, "the connection closed during the call"))
-                    }
-                },
-                _ = ctx.ct.cancelled() => {
-                    // The hub stops waiting only after the upstream has been told.
-                    let _ = handle.cancel(Some("cancelled by the caller".into())).await;
-                    Err(CallError::cancelled())
-                }
-            };
-            // rmcp hands each notification to its own task, so progress the upstream sent just
-            // before its result may not have been routed yet: let those tasks run first.
-            if ctx.progress.is_some() {
-                tokio::task::yield_now().await;
-            }
-            conn.progress.remove(&token);
-            outcome
+                .map_err(|e| match e {
+                    ForwardError::Hub(e) => e,
+                    ForwardError::Upstream(err) => upstream_error(&namespace, err),
+                })?;
+            into_call_result(&namespace, result)
         })
     }
+
+    fn forward(
+        &self,
+        request: ClientRequest,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<ServerResult, ForwardError>> {
+        let namespace = self.namespace.clone();
+        let connection = self.current();
+        Box::pin(async move { send(&namespace, connection, request, ctx).await })
+    }
+}
+
+/// Sends one request on the connection and waits for its answer, routing the upstream's
+/// progress and requests back to the caller meanwhile, and telling the upstream if the call
+/// is cancelled first.
+async fn send(
+    namespace: &str,
+    connection: Option<Connection>,
+    request: ClientRequest,
+    ctx: CallContext,
+) -> Result<ServerResult, ForwardError> {
+    let Some(conn) = connection else {
+        return Err(CallError::unavailable(namespace, "not connected").into());
+    };
+    // Registered before sending, so nothing the upstream sends during the call precedes it.
+    let caller = ctx
+        .client
+        .clone()
+        .map(|client| conn.callers.register(client, ctx.ct.clone()));
+    let mut handle = conn
+        .peer
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .map_err(|e| conn.failed(namespace, e))?;
+    if let Some(caller) = &caller {
+        caller.sent_as(handle.id.clone());
+    }
+    let token = handle.progress_token.clone();
+    if let Some(sink) = ctx.progress.clone() {
+        conn.progress.insert(token.clone(), sink);
+    }
+    let outcome = tokio::select! {
+        response = &mut handle.rx => match response {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(conn.failed(namespace, e)),
+            Err(_) => {
+                conn.suspect.notify_one();
+                Err(CallError::unavailable(namespace, "the connection closed during the call").into())
+            }
+        },
+        _ = ctx.ct.cancelled() => {
+            // The hub stops waiting only after the upstream has been told.
+            let _ = handle.cancel(Some("cancelled by the caller".into())).await;
+            Err(CallError::cancelled().into())
+        }
+    };
+    // rmcp hands each notification to its own task, so progress the upstream sent just
+    // before its result may not have been routed yet: let those tasks run first.
+    if ctx.progress.is_some() {
+        tokio::task::yield_now().await;
+    }
+    conn.progress.remove(&token);
+    outcome
 }
 
 impl Connection {
     /// Maps a failed request to the caller's error, and asks the supervisor to check the
     /// connection when the failure was the transport's rather than the upstream's answer.
-    fn failed(&self, namespace: &str, e: ServiceError) -> CallError {
+    fn failed(&self, namespace: &str, e: ServiceError) -> ForwardError {
         if matches!(
             e,
             ServiceError::TransportClosed | ServiceError::TransportSend(_)
         ) {
             self.suspect.notify_one();
         }
-        service_error(namespace, e)
+        match e {
+            ServiceError::McpError(err) => ForwardError::Upstream(err),
+            other => ForwardError::Hub(service_error(namespace, other)),
+        }
     }
 }
 
@@ -136,16 +175,21 @@ fn into_call_result(namespace: &str, result: ServerResult) -> Result<CallToolRes
     }
 }
 
+/// An upstream's JSON-RPC error answer to `tools/call`, as the caller of `call` sees it.
+fn upstream_error(namespace: &str, err: rmcp::ErrorData) -> CallError {
+    CallError::new(
+        ErrorCode::UpstreamError,
+        format!(
+            "upstream `{namespace}` returned error {}: {}",
+            err.code.0, err.message
+        ),
+    )
+    .with_data(serde_json::json!({ "upstreamCode": err.code.0, "upstreamData": err.data }))
+}
+
 fn service_error(namespace: &str, e: ServiceError) -> CallError {
     match e {
-        ServiceError::McpError(err) => CallError::new(
-            ErrorCode::UpstreamError,
-            format!(
-                "upstream `{namespace}` returned error {}: {}",
-                err.code.0, err.message
-            ),
-        )
-        .with_data(serde_json::json!({ "upstreamCode": err.code.0, "upstreamData": err.data })),
+        ServiceError::McpError(err) => upstream_error(namespace, err),
         ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
             CallError::unavailable(namespace, "the connection is closed")
         }

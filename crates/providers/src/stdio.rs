@@ -8,7 +8,7 @@ use rmcp::{
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::client::UpstreamClient;
+use crate::{client::UpstreamClient, routing::RoutingTransport};
 
 /// How to start a stdio upstream.
 #[derive(Debug, Clone)]
@@ -52,6 +52,7 @@ pub(crate) async fn connect(
         });
     }
     let guard = GroupGuard(pgid);
+    let transport = RoutingTransport::new(transport, client.callers.clone());
     let service = client
         .serve(transport)
         .await

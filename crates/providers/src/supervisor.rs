@@ -17,6 +17,7 @@ use crate::{
     client::{ProgressRoutes, UpstreamClient},
     http::{self, HttpSpec},
     mcp::{Connection, McpProvider},
+    routing::CallerRoutes,
     stdio::{self, StdioSpec, kill_group},
 };
 
@@ -87,8 +88,12 @@ async fn supervise(
     loop {
         let client = UpstreamClient {
             namespace: namespace.clone(),
+            handle: handle.clone(),
             progress: Arc::new(ProgressRoutes::default()),
+            callers: Arc::new(CallerRoutes::default()),
             tools_changed: Arc::new(Notify::new()),
+            resources_changed: Arc::new(Notify::new()),
+            prompts_changed: Arc::new(Notify::new()),
             suspect: Arc::new(Notify::new()),
         };
         let started = Instant::now();
@@ -206,10 +211,28 @@ async fn serve(
             why,
         };
     }
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let lists = Lists::of(&capabilities);
+    handle.set_capabilities(capabilities);
+    tokio::select! {
+        r = tokio::time::timeout(spec.startup_timeout, publish_extras(&peer, handle, lists)) => {
+            if r.is_err() {
+                tracing::warn!(upstream = %spec.namespace, "listing resources and prompts timed out");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            stop(service_ct, waiting, pgid).await;
+            return Served::Shutdown;
+        }
+    }
     handle.set_startup(started.elapsed());
     provider.attach(Connection {
         peer: peer.clone(),
         progress: client.progress.clone(),
+        callers: client.callers.clone(),
         suspect: client.suspect.clone(),
     });
     handle.set_state(UpstreamState::Ready, None);
@@ -237,6 +260,12 @@ async fn serve(
                 if let Err(why) = publish_catalog(&peer, handle).await {
                     tracing::warn!(upstream = %spec.namespace, error = %why, "re-listing tools failed");
                 }
+            }
+            _ = client.resources_changed.notified() => {
+                publish_extras(&peer, handle, Lists { resources: true, prompts: false }).await;
+            }
+            _ = client.prompts_changed.notified() => {
+                publish_extras(&peer, handle, Lists { resources: false, prompts: true }).await;
             }
             _ = shutdown.cancelled() => {
                 provider.detach();
@@ -299,6 +328,50 @@ async fn publish_catalog(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> R
             Ok(())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Which lists besides tools to fetch from an upstream.
+#[derive(Clone, Copy)]
+struct Lists {
+    resources: bool,
+    prompts: bool,
+}
+
+impl Lists {
+    /// The lists an upstream declared in its capabilities.
+    fn of(capabilities: &rmcp::model::ServerCapabilities) -> Self {
+        Self {
+            resources: capabilities.resources.is_some(),
+            prompts: capabilities.prompts.is_some(),
+        }
+    }
+}
+
+/// Fetches resources, resource templates and prompts into the registry. A failure leaves that
+/// list empty and is logged: the upstream's tools still serve.
+async fn publish_extras(peer: &Peer<RoleClient>, handle: &NamespaceHandle, lists: Lists) {
+    let ns = handle.namespace();
+    if lists.resources {
+        let resources = peer.list_all_resources().await.unwrap_or_else(|e| {
+            tracing::warn!(upstream = ns, error = %e, "resources/list failed");
+            Vec::new()
+        });
+        let templates = peer
+            .list_all_resource_templates()
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(upstream = ns, error = %e, "resources/templates/list failed");
+                Vec::new()
+            });
+        handle.set_resources(resources, templates);
+    }
+    if lists.prompts {
+        let prompts = peer.list_all_prompts().await.unwrap_or_else(|e| {
+            tracing::warn!(upstream = ns, error = %e, "prompts/list failed");
+            Vec::new()
+        });
+        handle.set_prompts(prompts);
     }
 }
 

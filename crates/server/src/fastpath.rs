@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use patchbay_core::CallNode;
+use patchbay_core::{CallNode, Caller};
 use rmcp::{
     model::{ClientJsonRpcMessage, JsonObject},
     transport::streamable_http_server::{
@@ -76,7 +76,12 @@ impl FastPath {
         let Some(session) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
             return Outcome::Pass;
         };
-        if !accepts_json(headers) || !self.host_allowed(headers) || is_stateless_version(headers) {
+        // A browser request (with `Origin`) is left to rmcp, which validates the origin.
+        if !accepts_json(headers)
+            || !self.host_allowed(headers)
+            || headers.contains_key(header::ORIGIN)
+            || is_stateless_version(headers)
+        {
             return Outcome::Pass;
         }
         let Ok(message) = serde_json::from_slice::<Value>(body) else {
@@ -119,9 +124,15 @@ impl FastPath {
             Some(Value::Object(o)) => Some(o.clone()),
             Some(_) => return Outcome::Pass,
         };
-        let Some(end) = self.sessions.end_of(session) else {
+        let Some(shared) = self.sessions.shared_of(session) else {
             return Outcome::Pass;
         };
+        // A client that may be asked something mid-call (sampling, elicitation, roots) needs
+        // the call on a stream; so does one whose session is not yet set up.
+        let Some(link) = shared.link.get().filter(|l| !l.can_be_asked()).cloned() else {
+            return Outcome::Pass;
+        };
+        let end = shared.end.clone();
         let session: SessionId = session.into();
         self.touch(&session).await;
 
@@ -143,7 +154,11 @@ impl FastPath {
         let name = name.to_owned();
         let task = tokio::spawn(async move {
             let root = CallNode::root(token);
-            Session::new(hub).run_tool(name, args, &root, None).await
+            let caller = Caller {
+                progress: None,
+                client: Some(link.channel(None)),
+            };
+            Session::new(hub).run_tool(name, args, &root, caller).await
         });
         let body = match task.await {
             Ok(Ok(mut result)) => {

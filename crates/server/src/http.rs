@@ -33,7 +33,20 @@ pub struct HttpSettings {
     pub session_idle: Duration,
     /// Accepted `Host` header values; `None` accepts only loopback names.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted browser `Origin` values; `None` accepts only loopback origins. A request
+    /// with no `Origin` (any non-browser client) always passes.
+    pub allowed_origins: Option<Vec<String>>,
 }
+
+/// Origins a browser page on this machine has; anything else is a DNS-rebinding suspect.
+const LOOPBACK_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -41,6 +54,7 @@ impl Default for HttpSettings {
             max_body_bytes: 4 * 1024 * 1024,
             session_idle: Duration::from_secs(30 * 60),
             allowed_hosts: None,
+            allowed_origins: None,
         }
     }
 }
@@ -55,6 +69,11 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     if let Some(hosts) = &settings.allowed_hosts {
         config = config.with_allowed_hosts(hosts.clone());
     }
+    config = match &settings.allowed_origins {
+        Some(origins) => config.with_allowed_origins(origins.clone()),
+        None => config.with_allowed_origins(LOOPBACK_ORIGINS),
+    }
+    .enforce_origin_validation();
     // A deleted or expired session's calls are cancelled at once (see `session_end`).
     let sessions = Arc::new(EndingSessions::new(sessions));
     let fast = Arc::new(FastPath::new(

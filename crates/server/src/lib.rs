@@ -1,8 +1,10 @@
 //! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio) runs
 //! a [`session::Session`] per client over the shared [`session::HubState`].
 
+mod client_link;
 mod fastpath;
 pub mod http;
+mod passthrough;
 pub mod session;
 pub mod session_end;
 pub mod stdio;

@@ -1,22 +1,37 @@
 //! One client session: the MCP server handler every front door serves. It turns MCP requests
-//! into hub-surface calls under the session's actor policy, and keeps `direct` clients told
-//! of catalog changes.
+//! into hub-surface calls under the session's actor policy, passes resources, prompts,
+//! completion and logging through to the upstreams (see `passthrough`), and keeps its client
+//! told of list changes and of updates to resources it subscribed to.
 
-use std::{sync::Arc, time::Duration};
+// Logging is deprecated by SEP-2577 (2026-07-28); earlier protocol versions all have it.
+#![allow(deprecated)]
 
-use patchbay_core::{AllowAll, CallNode, Dispatcher, Policy, Progress, ProgressSink};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use patchbay_core::{
+    AllowAll, CallNode, Caller, Dispatcher, HubEvent, Policy, Progress, ProgressSink,
+};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-        ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+        ReadResourceResponse, ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig,
+        SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::{NotificationContext, Peer, RequestContext},
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    client_link::ClientLink,
+    passthrough::Subscriptions,
     session_end::SessionEnd,
     surface::{self, Expose, META_TOOLS},
 };
@@ -25,13 +40,46 @@ use crate::{
 pub struct HubState {
     pub dispatcher: Dispatcher,
     pub expose: Expose,
+    /// How many sessions are subscribed to each resource URI, so the upstream is subscribed
+    /// once and unsubscribed when the last session leaves.
+    pub(crate) subscriptions: Subscriptions,
+}
+
+impl HubState {
+    pub fn new(dispatcher: Dispatcher, expose: Expose) -> Self {
+        Self {
+            dispatcher,
+            expose,
+            subscriptions: Subscriptions::default(),
+        }
+    }
 }
 
 /// The MCP server handler for one session.
 #[derive(Clone)]
 pub struct Session {
+    pub(crate) hub: Arc<HubState>,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) state: Arc<SessionState>,
+}
+
+/// What one session keeps between requests.
+pub(crate) struct SessionState {
     hub: Arc<HubState>,
-    policy: Arc<dyn Policy>,
+    pub(crate) link: OnceLock<Arc<ClientLink>>,
+    /// Resource URIs this session is subscribed to.
+    pub(crate) subscribed: Mutex<HashSet<String>>,
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        let uris: Vec<String> = self
+            .subscribed
+            .get_mut()
+            .map(|s| s.drain().collect())
+            .unwrap_or_default();
+        Subscriptions::release_all(&self.hub, uris);
+    }
 }
 
 /// `tools/list` page size for `direct` listeners.
@@ -39,9 +87,46 @@ const DIRECT_PAGE: usize = 1000;
 
 impl Session {
     pub fn new(hub: Arc<HubState>) -> Self {
+        let state = Arc::new(SessionState {
+            hub: hub.clone(),
+            link: OnceLock::new(),
+            subscribed: Mutex::default(),
+        });
         Self {
             hub,
             policy: Arc::new(AllowAll),
+            state,
+        }
+    }
+
+    /// The session's client link, made from `peer` on first use and shared with the
+    /// transport's [`SessionEnd`] so the HTTP fast path can reach it too.
+    pub(crate) fn link(
+        &self,
+        peer: &Peer<RoleServer>,
+        extensions: &rmcp::model::Extensions,
+    ) -> Arc<ClientLink> {
+        let link = self
+            .state
+            .link
+            .get_or_init(|| ClientLink::new(peer.clone()))
+            .clone();
+        if let Some(SessionEnd(shared)) = extensions.get::<SessionEnd>() {
+            let _ = shared.link.set(link.clone());
+        }
+        link
+    }
+
+    /// The caller of one request: its progress token and its client, for requests back.
+    fn caller(
+        &self,
+        context: &RequestContext<RoleServer>,
+        progress: Option<ProgressSink>,
+    ) -> Caller {
+        let link = self.link(&context.peer, &context.extensions);
+        Caller {
+            progress,
+            client: Some(link.channel(Some(context.id.clone()))),
         }
     }
 
@@ -59,7 +144,7 @@ impl Session {
         name: String,
         args: Option<JsonObject>,
         root: &CallNode,
-        progress: Option<ProgressSink>,
+        caller: Caller,
     ) -> Result<CallToolResult, ErrorData> {
         let dispatcher = &self.hub.dispatcher;
         let policy = self.policy.as_ref();
@@ -68,10 +153,10 @@ impl Session {
             "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
             "schema" if self.shows_meta() => surface::schema_of(dispatcher, policy, args),
             "call" if self.shows_meta() => {
-                surface::call(dispatcher, policy, args, root, progress).await
+                surface::call(dispatcher, policy, args, root, caller).await
             }
             _ if self.shows_direct() => {
-                surface::call_direct(dispatcher, policy, name, args, root, progress).await
+                surface::call_direct(dispatcher, policy, name, args, root, caller).await
             }
             _ => {
                 return Err(ErrorData::invalid_params(
@@ -131,11 +216,11 @@ const PROGRESS_DRAIN: Duration = Duration::from_millis(500);
 
 /// The token a request's call tree hangs from: cancelled when the client cancels the request,
 /// or when the session's transport ends (see `session_end`), whichever comes first.
-fn call_token(context: &RequestContext<RoleServer>) -> CancellationToken {
-    let Some(SessionEnd(end)) = context.extensions.get::<SessionEnd>() else {
+pub(crate) fn call_token(context: &RequestContext<RoleServer>) -> CancellationToken {
+    let Some(SessionEnd(shared)) = context.extensions.get::<SessionEnd>() else {
         return context.ct.clone();
     };
-    let token = end.child_token();
+    let token = shared.end.child_token();
     let (request, linked) = (context.ct.clone(), token.clone());
     // rmcp cancels the request's token once the response is sent, so this task never outlives
     // the request.
@@ -150,10 +235,28 @@ fn call_token(context: &RequestContext<RoleServer>) -> CancellationToken {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
+        let offered = self.hub.dispatcher.registry().offered();
+        let mut capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
             .build();
+        if offered.resources {
+            let mut resources = rmcp::model::ResourcesCapability::default();
+            resources.list_changed = Some(true);
+            resources.subscribe = offered.subscribe.then_some(true);
+            capabilities.resources = Some(resources);
+        }
+        if offered.prompts {
+            let mut prompts = rmcp::model::PromptsCapability::default();
+            prompts.list_changed = Some(true);
+            capabilities.prompts = Some(prompts);
+        }
+        if offered.completions {
+            capabilities.completions = Some(JsonObject::new());
+        }
+        if offered.logging {
+            capabilities.logging = Some(JsonObject::new());
+        }
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("patchbay", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(if self.shows_meta() {
@@ -200,9 +303,10 @@ impl ServerHandler for Session {
     ) -> Result<CallToolResponse, ErrorData> {
         let root = CallNode::root(call_token(&context));
         let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
+        let caller = self.caller(&context, progress);
         // `run_tool` owns the sink, so it is dropped when the call ends.
         let result = self
-            .run_tool(request.name.to_string(), request.arguments, &root, progress)
+            .run_tool(request.name.to_string(), request.arguments, &root, caller)
             .await?;
         // Progress must not arrive after the result (the client would drop it, or the stream
         // carrying it is closed by then): let the forwarder send what the call reported.
@@ -212,20 +316,142 @@ impl ServerHandler for Session {
         Ok(result.into())
     }
 
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let resources = self
+            .hub
+            .dispatcher
+            .registry()
+            .resources(self.policy.as_ref());
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let registry = self.hub.dispatcher.registry();
+        let templates = registry.resource_templates(self.policy.as_ref());
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_resource_through(request, &context)
+            .await
+            .map(ReadResourceResponse::Complete)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscribe_through(request.uri, &context).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.unsubscribe_through(request.uri, &context).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let prompts = self.hub.dispatcher.registry().prompts(self.policy.as_ref());
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.get_prompt_through(request, &context)
+            .await
+            .map(GetPromptResponse::Complete)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.complete_through(request, &context).await
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.set_level_through(request, &context).await
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if !self.shows_direct() {
+        let link = self.link(&context.peer, &context.extensions);
+        let end = match context.extensions.get::<SessionEnd>() {
+            Some(SessionEnd(shared)) => shared.end.clone(),
+            None => CancellationToken::new(),
+        };
+        tokio::spawn(pass_on_events(self.clone(), link, end));
+    }
+}
+
+/// Tells the client of catalog changes (tool-list changes only to `direct` clients, since
+/// the meta tools never change) and of updates to resources it subscribed to, until the
+/// session ends or the client is gone.
+async fn pass_on_events(session: Session, link: Arc<ClientLink>, end: CancellationToken) {
+    let registry = session.hub.dispatcher.registry().clone();
+    let mut tools = registry.subscribe();
+    tools.mark_unchanged();
+    let mut events = registry.events();
+    let peer = link.peer().clone();
+    let direct = session.shows_direct();
+    let state = Arc::downgrade(&session.state);
+    drop(session);
+    loop {
+        let sent = tokio::select! {
+            _ = end.cancelled() => return,
+            changed = tools.changed(), if direct => match changed {
+                Ok(()) => peer.notify_tool_list_changed().await,
+                Err(_) => return,
+            },
+            event = events.recv() => match event {
+                Ok(HubEvent::ResourcesChanged) => peer.notify_resource_list_changed().await,
+                Ok(HubEvent::PromptsChanged) => peer.notify_prompt_list_changed().await,
+                Ok(HubEvent::ResourceUpdated { uri, .. }) => {
+                    // The session is gone once its state is: nothing left to tell.
+                    let Some(state) = state.upgrade() else { return };
+                    let subscribed = state
+                        .subscribed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&uri);
+                    drop(state);
+                    if !subscribed {
+                        continue;
+                    }
+                    peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if sent.is_err() {
             return;
         }
-        // Direct clients see operations as tools, so a catalog change is a tool-list change.
-        let mut changes = self.hub.dispatcher.registry().subscribe();
-        let peer = context.peer.clone();
-        tokio::spawn(async move {
-            changes.mark_unchanged();
-            while changes.changed().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
-                }
-            }
-        });
     }
 }

@@ -7,7 +7,10 @@
 //! every request with a [`SessionEnd`] token and cancels it the moment the transport ends;
 //! the session handler roots its calls under that token, so the upstreams are told at once.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{
+    borrow::Cow,
+    sync::{Arc, OnceLock},
+};
 
 use futures::Stream;
 use rmcp::{
@@ -22,29 +25,40 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Cancelled when the session's transport ends. Found in a request's extensions.
-#[derive(Debug, Clone)]
-pub struct SessionEnd(pub CancellationToken);
+use crate::client_link::ClientLink;
+
+/// What a session's transport, its handler and the HTTP fast path share. Found in the
+/// extensions of every message the session receives.
+#[derive(Clone, Default)]
+pub struct SessionEnd(pub(crate) Arc<SessionShared>);
+
+#[derive(Default)]
+pub(crate) struct SessionShared {
+    /// Cancelled when the session's transport ends.
+    pub(crate) end: CancellationToken,
+    /// The session's client, set by the handler on the session's first message.
+    pub(crate) link: OnceLock<Arc<ClientLink>>,
+}
 
 /// A transport that cancels its [`SessionEnd`] when it ends (no more messages, closed, or
 /// dropped).
 pub struct EndingTransport<T> {
     inner: T,
-    end: CancellationToken,
+    shared: Arc<SessionShared>,
 }
 
 impl<T> EndingTransport<T> {
     pub fn new(inner: T) -> Self {
         Self {
             inner,
-            end: CancellationToken::new(),
+            shared: Arc::default(),
         }
     }
 }
 
 impl<T> Drop for EndingTransport<T> {
     fn drop(&mut self) {
-        self.end.cancel();
+        self.shared.end.cancel();
     }
 }
 
@@ -64,20 +78,22 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for EndingTransport<T> {
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
         let mut message = self.inner.receive().await;
+        let shared = SessionEnd(self.shared.clone());
         match &mut message {
             Some(JsonRpcMessage::Request(r)) => {
-                r.request
-                    .extensions_mut()
-                    .insert(SessionEnd(self.end.clone()));
+                r.request.extensions_mut().insert(shared);
+            }
+            Some(JsonRpcMessage::Notification(n)) => {
+                n.notification.extensions_mut().insert(shared);
             }
             Some(_) => {}
-            None => self.end.cancel(),
+            None => self.shared.end.cancel(),
         }
         message
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        self.end.cancel();
+        self.shared.end.cancel();
         self.inner.close().await
     }
 }
@@ -86,7 +102,7 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for EndingTransport<T> {
 /// each live session's end token (the HTTP fast path roots its calls under it).
 pub struct EndingSessions<M> {
     inner: M,
-    ends: std::sync::Mutex<std::collections::HashMap<SessionId, CancellationToken>>,
+    ends: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<SessionShared>>>,
 }
 
 impl<M> EndingSessions<M> {
@@ -97,18 +113,18 @@ impl<M> EndingSessions<M> {
         }
     }
 
-    /// The end token of a live session; `None` once it has ended or if it never existed.
-    pub fn end_of(&self, id: &str) -> Option<CancellationToken> {
+    /// What a live session shares; `None` once it has ended or if it never existed.
+    pub(crate) fn shared_of(&self, id: &str) -> Option<Arc<SessionShared>> {
         let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        ends.get(id).filter(|t| !t.is_cancelled()).cloned()
+        ends.get(id).filter(|s| !s.end.is_cancelled()).cloned()
     }
 
     fn track<T>(&self, id: &SessionId, transport: &EndingTransport<T>) {
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
         // Ended sessions are swept here rather than on every end: cheap, and bounded by the
         // number of sessions created.
-        ends.retain(|_, t| !t.is_cancelled());
-        ends.insert(id.clone(), transport.end.clone());
+        ends.retain(|_, s| !s.end.is_cancelled());
+        ends.insert(id.clone(), transport.shared.clone());
     }
 }
 
@@ -142,7 +158,7 @@ impl<M: SessionManager> SessionManager for EndingSessions<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
         {
-            end.cancel();
+            end.end.cancel();
         }
         self.inner.close_session(id).await
     }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use patchbay_core::{
-    CallError, CallNode, CallOutcome, CallRequest, Dispatcher, ErrorCode, NamespaceStatus,
+    CallError, CallNode, CallOutcome, CallRequest, Caller, Dispatcher, ErrorCode, NamespaceStatus,
     Operation, Policy, Progress, ProgressSink,
 };
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
@@ -296,14 +296,14 @@ fn schema_json(op: &Operation) -> Value {
     v
 }
 
-/// Runs a `call` batch under `root`; `progress` (the client's token, if any) receives the
+/// Runs a `call` batch under `root`; the caller's progress token, if any, receives the
 /// batch's combined progress.
 pub async fn call(
     dispatcher: &Dispatcher,
     policy: &dyn Policy,
     args: Option<JsonObject>,
     root: &CallNode,
-    progress: Option<ProgressSink>,
+    caller: Caller,
 ) -> CallToolResult {
     let args: CallArgs = match parse("call", args) {
         Ok(a) => a,
@@ -319,7 +319,9 @@ pub async fn call(
         ));
     }
     let names: Vec<String> = args.calls.iter().map(|c| c.tool.clone()).collect();
-    let batch_progress = progress.map(|sink| BatchProgress::new(sink, names.len()));
+    let batch_progress = caller
+        .progress
+        .map(|sink| BatchProgress::new(sink, names.len()));
     let requests = args
         .calls
         .into_iter()
@@ -329,7 +331,7 @@ pub async fn call(
         })
         .collect();
     let outcomes = dispatcher
-        .call_batch(policy, requests, root, |i| {
+        .call_batch(policy, requests, root, caller.client, |i| {
             batch_progress.as_ref().map(|b| b.sink_for(i))
         })
         .await;
@@ -428,10 +430,10 @@ pub async fn call_direct(
     name: String,
     args: Option<JsonObject>,
     root: &CallNode,
-    progress: Option<ProgressSink>,
+    caller: Caller,
 ) -> CallToolResult {
     match dispatcher
-        .call(policy, name, args.map(Value::Object), root, progress)
+        .call(policy, name, args.map(Value::Object), root, caller)
         .await
     {
         Ok(result) => result,
