@@ -3,6 +3,7 @@
 mod bad_input;
 mod cancellation;
 mod config_cli;
+mod conformance;
 mod fast_path;
 mod hub_basics;
 mod surface;
