@@ -4,10 +4,15 @@
 //! that is not JSON, not UTF-8, or over the size limit gets a JSON-RPC error on stdout and a
 //! log line on stderr, and the session carries on.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
 
 use rmcp::{
     RoleServer, ServiceExt,
+    model::JsonRpcMessage,
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
@@ -48,6 +53,15 @@ pub async fn serve_on(hub: Arc<HubState>, transport: LineTransport, shutdown: Ca
 pub struct LineTransport {
     incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
     outgoing: mpsc::Sender<Vec<u8>>,
+    open: OpenRequests,
+}
+
+/// Ids of the client's requests still being answered. A second request with an id still in
+/// use is refused: its answer could not be told apart from the first one's.
+type OpenRequests = Arc<Mutex<HashSet<String>>>;
+
+fn id_key(id: &impl serde::Serialize) -> String {
+    serde_json::to_string(id).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +76,19 @@ impl LineTransport {
     {
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
         let (in_tx, in_rx) = mpsc::channel(256);
+        let open = OpenRequests::default();
         tokio::spawn(write_lines(write, out_rx));
-        tokio::spawn(read_lines(read, max_message_bytes, in_tx, out_tx.clone()));
+        tokio::spawn(read_lines(
+            read,
+            max_message_bytes,
+            in_tx,
+            out_tx.clone(),
+            open.clone(),
+        ));
         Self {
             incoming: in_rx,
             outgoing: out_tx,
+            open,
         }
     }
 }
@@ -88,6 +110,7 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
     max: usize,
     incoming: mpsc::Sender<RxJsonRpcMessage<RoleServer>>,
     outgoing: mpsc::Sender<Vec<u8>>,
+    open: OpenRequests,
 ) {
     let mut line = Vec::new();
     loop {
@@ -114,6 +137,26 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
                     continue;
                 }
                 match parse(text) {
+                    Ok(JsonRpcMessage::Request(r))
+                        if !open
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id_key(&r.id)) =>
+                    {
+                        let message = format!(
+                            "duplicate request id {}: a request with this id is still in progress",
+                            id_key(&r.id)
+                        );
+                        tracing::warn!("stdio: {message}");
+                        let id = serde_json::to_value(&r.id).unwrap_or(Value::Null);
+                        if outgoing
+                            .send(error_line(id, -32600, &message))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
                     Ok(msg) => {
                         if incoming.send(msg).await.is_err() {
                             break;
@@ -243,6 +286,17 @@ impl Transport<RoleServer> for LineTransport {
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outgoing = self.outgoing.clone();
+        let answered = match &item {
+            JsonRpcMessage::Response(r) => Some(id_key(&r.id)),
+            JsonRpcMessage::Error(e) => e.id.as_ref().map(id_key),
+            _ => None,
+        };
+        if let Some(key) = answered {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
         async move {
             let mut line = serde_json::to_vec(&item).map_err(|_| OutputClosed)?;
             line.push(b'\n');
