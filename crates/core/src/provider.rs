@@ -44,6 +44,9 @@ pub trait ClientChannel: Send + Sync {
 
     /// Identifies the client session: two channels with the same id reach the same client.
     fn client_id(&self) -> u64;
+
+    /// Cancelled when the client session ends (what a provider keeps for it can go then).
+    fn session_end(&self) -> CancellationToken;
 }
 
 /// What a provider gets with each call.

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use patchbay_providers::Sharing;
 use patchbay_server::Expose;
 use serde::{Deserialize, Deserializer};
 
@@ -122,6 +123,11 @@ pub struct UpstreamConfig {
     /// Set `false` to keep the entry but not start it. Default `true`.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Who shares a connection to the upstream: `shared` (one for every client) or
+    /// `session` (one per client session, so requests the upstream makes back mid-call always
+    /// reach the right client). Default `shared`.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
 fn yes() -> bool {
@@ -203,6 +209,7 @@ impl UpstreamConfig {
             call_timeout: None,
             startup_timeout: startup_default(),
             enabled: true,
+            sharing: Sharing::Shared,
         }
     }
 }

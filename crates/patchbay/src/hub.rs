@@ -50,6 +50,7 @@ impl Hub {
             )?;
             let mut spec = UpstreamSpec::new(namespace.clone(), transport);
             spec.startup_timeout = up.startup_timeout;
+            spec.sharing = up.sharing;
             supervisors.push(start_upstream(
                 spec,
                 provider,

@@ -123,6 +123,20 @@ pub(crate) struct UpstreamClient {
 
 #[allow(deprecated)] // logging is deprecated in the newest spec, but older upstreams still send it
 impl UpstreamClient {
+    /// The client side of a new connection for `handle`'s namespace.
+    pub(crate) fn new(handle: &NamespaceHandle) -> Self {
+        Self {
+            namespace: handle.namespace().into(),
+            handle: handle.clone(),
+            progress: Arc::default(),
+            callers: Arc::default(),
+            tools_changed: Arc::default(),
+            resources_changed: Arc::default(),
+            prompts_changed: Arc::default(),
+            suspect: Arc::default(),
+        }
+    }
+
     /// Relays the upstream's request to the client whose call caused it; the client's answer
     /// (or error) goes back to the upstream.
     async fn relay(

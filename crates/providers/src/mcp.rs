@@ -1,7 +1,7 @@
 //! A provider backed by an MCP connection: forwards calls to the current connection, tells
 //! the upstream when a call is cancelled, and fails at once when there is no connection.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use patchbay_core::{BoxFuture, CallContext, CallError, ErrorCode, ForwardError, Provider};
 use rmcp::{
@@ -14,7 +14,7 @@ use rmcp::{
 
 use tokio::sync::Notify;
 
-use crate::{client::ProgressRoutes, routing::CallerRoutes};
+use crate::{client::ProgressRoutes, routing::CallerRoutes, sessions::SessionConnections};
 
 /// The live half of a connection, swapped in and out by the supervisor.
 #[derive(Clone)]
@@ -29,6 +29,8 @@ pub(crate) struct Connection {
 pub struct McpProvider {
     namespace: Arc<str>,
     connection: RwLock<Option<Connection>>,
+    /// With `sharing = "session"`: each client session's own connection.
+    sessions: OnceLock<Arc<SessionConnections>>,
 }
 
 impl McpProvider {
@@ -36,6 +38,34 @@ impl McpProvider {
         Arc::new(Self {
             namespace: namespace.into(),
             connection: RwLock::new(None),
+            sessions: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn serve_sessions(&self, sessions: Arc<SessionConnections>) {
+        let _ = self.sessions.set(sessions);
+    }
+
+    /// Waits for the per-session connections to stop, if there are any.
+    pub(crate) async fn sessions_stopped(&self) {
+        if let Some(sessions) = self.sessions.get() {
+            sessions.stopped().await;
+        }
+    }
+
+    /// The connection a call from `ctx`'s client goes to: the client session's own when
+    /// connections are per session (calls without a client use the shared one).
+    fn connection_for(
+        &self,
+        ctx: &CallContext,
+    ) -> BoxFuture<'static, Result<Option<Connection>, ForwardError>> {
+        let shared = self.current();
+        let own = self.sessions.get().cloned().zip(ctx.client.clone());
+        Box::pin(async move {
+            match own {
+                Some((sessions, client)) => sessions.connection(&client).await.map(Some),
+                None => Ok(shared),
+            }
         })
     }
 
@@ -63,17 +93,19 @@ impl Provider for McpProvider {
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<CallToolResult, CallError>> {
         let namespace = self.namespace.clone();
-        let connection = self.current();
+        let connection = self.connection_for(&ctx);
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = input;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         Box::pin(async move {
+            let hub_error = |e: ForwardError| match e {
+                ForwardError::Hub(e) => e,
+                ForwardError::Upstream(err) => upstream_error(&namespace, err),
+            };
+            let connection = connection.await.map_err(hub_error)?;
             let result = send(&namespace, connection, request, ctx)
                 .await
-                .map_err(|e| match e {
-                    ForwardError::Hub(e) => e,
-                    ForwardError::Upstream(err) => upstream_error(&namespace, err),
-                })?;
+                .map_err(hub_error)?;
             into_call_result(&namespace, result)
         })
     }
@@ -84,8 +116,8 @@ impl Provider for McpProvider {
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ServerResult, ForwardError>> {
         let namespace = self.namespace.clone();
-        let connection = self.current();
-        Box::pin(async move { send(&namespace, connection, request, ctx).await })
+        let connection = self.connection_for(&ctx);
+        Box::pin(async move { send(&namespace, connection.await?, request, ctx).await })
     }
 }
 

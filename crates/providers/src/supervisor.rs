@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     backoff::Backoff,
-    client::{ProgressRoutes, UpstreamClient},
+    client::UpstreamClient,
     http::{self, HttpSpec},
     mcp::{Connection, McpProvider},
-    routing::CallerRoutes,
+    sessions::SessionConnections,
     stdio::{self, StdioSpec, kill_group},
 };
 
@@ -32,6 +32,23 @@ pub struct UpstreamSpec {
     pub backoff_initial: Duration,
     /// Longest delay between restarts. Default 30 s.
     pub backoff_cap: Duration,
+    /// Who shares one connection to the upstream. Default [`Sharing::Shared`].
+    pub sharing: Sharing,
+}
+
+/// Who shares one connection to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    /// One connection (one process, for stdio) for every client. Requests the upstream makes
+    /// back mid-call go to the one client with calls in flight, and are refused when several
+    /// clients have; HTTP upstreams that answer on the call's own stream are always routed.
+    #[default]
+    Shared,
+    /// A connection of its own for each client session, started on the session's first use
+    /// and stopped when the session ends: routing is always certain, at the cost of a
+    /// process (or HTTP session) per client session.
+    Session,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +65,7 @@ impl UpstreamSpec {
             startup_timeout: Duration::from_secs(30),
             backoff_initial: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(30),
+            sharing: Sharing::Shared,
         }
     }
 }
@@ -69,7 +87,17 @@ pub fn start_upstream(
     handle: NamespaceHandle,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(supervise(spec, provider, handle, shutdown))
+    if spec.sharing == Sharing::Session {
+        provider.serve_sessions(SessionConnections::new(
+            &spec,
+            handle.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(async move {
+        supervise(spec, provider.clone(), handle, shutdown).await;
+        provider.sessions_stopped().await;
+    })
 }
 
 async fn supervise(
@@ -86,16 +114,7 @@ async fn supervise(
     // never show a failing upstream as merely starting.
     handle.set_state(UpstreamState::Starting, None);
     loop {
-        let client = UpstreamClient {
-            namespace: namespace.clone(),
-            handle: handle.clone(),
-            progress: Arc::new(ProgressRoutes::default()),
-            callers: Arc::new(CallerRoutes::default()),
-            tools_changed: Arc::new(Notify::new()),
-            resources_changed: Arc::new(Notify::new()),
-            prompts_changed: Arc::new(Notify::new()),
-            suspect: Arc::new(Notify::new()),
-        };
+        let client = UpstreamClient::new(&handle);
         let started = Instant::now();
         let attempt = tokio::select! {
             r = tokio::time::timeout(spec.startup_timeout, connect(&spec.transport, client.clone())) => match r {
@@ -151,12 +170,29 @@ async fn supervise(
     }
 }
 
-enum Live {
+pub(crate) enum Live {
     Stdio(stdio::StdioConnection),
     Http(rmcp::service::RunningService<RoleClient, UpstreamClient>),
 }
 
-async fn connect(transport: &UpstreamTransport, client: UpstreamClient) -> Result<Live, String> {
+impl Live {
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        rmcp::service::RunningService<RoleClient, UpstreamClient>,
+        Option<i32>,
+    ) {
+        match self {
+            Live::Stdio(c) => (c.service, c.pgid),
+            Live::Http(s) => (s, None),
+        }
+    }
+}
+
+pub(crate) async fn connect(
+    transport: &UpstreamTransport,
+    client: UpstreamClient,
+) -> Result<Live, String> {
     match transport {
         UpstreamTransport::Stdio(s) => stdio::connect(s, client).await.map(Live::Stdio),
         UpstreamTransport::Http(h) => http::connect(h, client).await.map(Live::Http),
@@ -181,10 +217,7 @@ async fn serve(
     started: Instant,
     shutdown: &CancellationToken,
 ) -> Served {
-    let (service, pgid) = match live {
-        Live::Stdio(c) => (c.service, c.pgid),
-        Live::Http(s) => (s, None),
-    };
+    let (service, pgid) = live.into_parts();
     let peer = service.peer().clone();
     // The registry keeps the last known catalog; rmcp's response cache would hold a second
     // copy of it (tens of MiB for a large catalog).
@@ -387,7 +420,7 @@ fn release_freed_memory() {
 }
 
 /// Stops a connection: SIGTERM to the process group, close the transport, SIGKILL what is left.
-async fn stop<F>(
+pub(crate) async fn stop<F>(
     service_ct: rmcp::service::RunningServiceCancellationToken,
     waiting: std::pin::Pin<Box<F>>,
     pgid: Option<i32>,

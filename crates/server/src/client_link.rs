@@ -27,15 +27,18 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct ClientLink {
     id: u64,
     peer: Peer<RoleServer>,
+    /// Cancelled when the session ends.
+    end: CancellationToken,
     /// The level the client asked for with `logging/setLevel`; `None` passes every message.
     level: Mutex<Option<LoggingLevel>>,
 }
 
 impl ClientLink {
-    pub(crate) fn new(peer: Peer<RoleServer>) -> Arc<Self> {
+    pub(crate) fn new(peer: Peer<RoleServer>, end: CancellationToken) -> Arc<Self> {
         Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             peer,
+            end,
             level: Mutex::new(None),
         })
     }
@@ -140,6 +143,10 @@ impl ClientChannel for CallChannel {
 
     fn client_id(&self) -> u64 {
         self.link.id
+    }
+
+    fn session_end(&self) -> CancellationToken {
+        self.link.end.clone()
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Session {
 /// What one session keeps between requests.
 pub(crate) struct SessionState {
     hub: Arc<HubState>,
+    /// Cancelled when the session's handler goes away; sessions whose transport reports its
+    /// own end (HTTP) use that instead.
+    end: CancellationToken,
     pub(crate) link: OnceLock<Arc<ClientLink>>,
     /// Resource URIs this session is subscribed to.
     pub(crate) subscribed: Mutex<HashSet<String>>,
@@ -73,6 +76,7 @@ pub(crate) struct SessionState {
 
 impl Drop for SessionState {
     fn drop(&mut self) {
+        self.end.cancel();
         let uris: Vec<String> = self
             .subscribed
             .get_mut()
@@ -89,6 +93,7 @@ impl Session {
     pub fn new(hub: Arc<HubState>) -> Self {
         let state = Arc::new(SessionState {
             hub: hub.clone(),
+            end: CancellationToken::new(),
             link: OnceLock::new(),
             subscribed: Mutex::default(),
         });
@@ -106,12 +111,21 @@ impl Session {
         peer: &Peer<RoleServer>,
         extensions: &rmcp::model::Extensions,
     ) -> Arc<ClientLink> {
+        let shared = extensions
+            .get::<SessionEnd>()
+            .map(|SessionEnd(s)| s.clone());
         let link = self
             .state
             .link
-            .get_or_init(|| ClientLink::new(peer.clone()))
+            .get_or_init(|| {
+                let end = match &shared {
+                    Some(s) => s.end.clone(),
+                    None => self.state.end.clone(),
+                };
+                ClientLink::new(peer.clone(), end)
+            })
             .clone();
-        if let Some(SessionEnd(shared)) = extensions.get::<SessionEnd>() {
+        if let Some(shared) = shared {
             let _ = shared.link.set(link.clone());
         }
         link
