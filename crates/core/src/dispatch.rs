@@ -101,12 +101,10 @@ impl Dispatcher {
         parent: &CallNode,
         caller: Caller,
     ) -> CallOutcome {
-        if !policy.allows(&operation) {
-            return Err(CallError::not_found(&operation));
-        }
         let resolved = self
             .registry
             .resolve(&operation)
+            .filter(|r| policy.allows(&operation, r.operation.is_read_only()))
             .ok_or_else(|| CallError::not_found(&operation))?;
         let input = match input {
             None | Some(Value::Null) => Value::Object(JsonObject::new()),
@@ -120,6 +118,8 @@ impl Dispatcher {
                 "input must be a JSON object",
             ));
         };
+        // Held until the call ends: the actor's concurrency slot.
+        let _admission = policy.admit()?;
         let upstream_name = resolved.operation.upstream_name.clone();
         self.run(&resolved.route, parent, caller, |provider, ctx| {
             provider.call(&upstream_name, Some(input), ctx)

@@ -16,7 +16,7 @@ pub use calltree::{CallId, CallNode};
 pub use dispatch::{CallOutcome, CallRequest, Caller, DispatchSettings, Dispatcher};
 pub use error::{CallError, ErrorCode};
 pub use operation::Operation;
-pub use policy::{AllowAll, Policy};
+pub use policy::{ActorPolicy, Admission, AllowAll, Policy, RuleSet, Rules, Subject};
 pub use provider::{
     BoxFuture, CallContext, ClientChannel, ForwardError, Progress, ProgressSink, Provider,
 };

@@ -36,6 +36,15 @@ impl Operation {
         }
     }
 
+    /// Whether the upstream annotates the operation read-only (`readOnlyHint: true`).
+    pub fn is_read_only(&self) -> bool {
+        self.definition
+            .annotations
+            .as_ref()
+            .and_then(|a| a.read_only_hint)
+            == Some(true)
+    }
+
     pub fn description(&self) -> &str {
         self.definition.description.as_deref().unwrap_or("")
     }

@@ -266,7 +266,7 @@ impl Registry {
 
     /// The route to the prompt clients call `name`, and the upstream's own name for it.
     pub fn route_prompt(&self, name: &str, policy: &dyn Policy) -> Option<(Route, String)> {
-        if !policy.allows(name) {
+        if !policy.allows(name, true) {
             return None;
         }
         let inner = self.read();
@@ -289,7 +289,7 @@ impl Registry {
     /// Every prompt `policy` allows, in namespace order.
     pub fn prompts(&self, policy: &dyn Policy) -> Vec<Prompt> {
         let mut prompts = self.gather(policy, |e| e.prompts.clone());
-        prompts.retain(|p| policy.allows(&p.name));
+        prompts.retain(|p| policy.allows(&p.name, true));
         prompts
     }
 
@@ -379,7 +379,7 @@ impl Registry {
                 .flat_map(|e| e.ops.iter().cloned())
                 .collect(),
         };
-        out.retain(|op| policy.allows(&op.name));
+        out.retain(|op| policy.allows(&op.name, op.is_read_only()));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -393,7 +393,12 @@ impl Registry {
         policy: &dyn Policy,
     ) -> Vec<(Arc<Operation>, f32)> {
         let inner = self.read();
-        let allow = |name: &str| policy.allows(name);
+        let allow = |name: &str| {
+            inner
+                .operations
+                .get(name)
+                .is_some_and(|op| policy.allows(name, op.is_read_only()))
+        };
         inner
             .index
             .search(query, namespace, limit, &allow)

@@ -267,10 +267,10 @@ pub fn schema_of(
         Ok(a) => a,
         Err(e) => return error_result(&e),
     };
-    let found = policy
-        .allows(&args.tool)
-        .then(|| dispatcher.registry().resolve(&args.tool))
-        .flatten();
+    let found = dispatcher
+        .registry()
+        .resolve(&args.tool)
+        .filter(|r| policy.allows(&args.tool, r.operation.is_read_only()));
     let Some(resolved) = found else {
         return error_result(&CallError::not_found(&args.tool));
     };
