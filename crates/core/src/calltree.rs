@@ -2,14 +2,18 @@
 //! Cancelling a node cancels its subtree; deadlines only ever shrink going down.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    sync::{
+        LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
 };
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// A process-unique call id.
+/// A call id, unique across restarts too (the audit log keeps ids from earlier runs): ids
+/// count up from the microseconds since the Unix epoch at which the process started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);
 
@@ -19,7 +23,13 @@ impl std::fmt::Display for CallId {
     }
 }
 
-static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_CALL_ID: LazyLock<AtomicU64> = LazyLock::new(|| {
+    let micros = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    AtomicU64::new(micros)
+});
 
 impl CallId {
     pub fn next() -> Self {
@@ -49,13 +59,18 @@ impl CallNode {
 
     /// A child whose deadline is the earlier of the parent's and `timeout` from now.
     pub fn child(&self, timeout: Option<Duration>) -> Self {
+        self.child_with_id(CallId::next(), timeout)
+    }
+
+    /// A child with a given id (one reported before the call starts, as the audit does).
+    pub fn child_with_id(&self, id: CallId, timeout: Option<Duration>) -> Self {
         let own = timeout.map(|t| Instant::now() + t);
         let deadline = match (self.deadline, own) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         Self {
-            id: CallId::next(),
+            id,
             parent: Some(self.id),
             ct: self.ct.child_token(),
             deadline,

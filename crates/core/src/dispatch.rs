@@ -1,25 +1,31 @@
 //! Runs calls: name -> policy -> schema -> provider, under the call tree's cancellation and
 //! deadline. Knows nothing of MCP framing or transports.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures::{StreamExt, stream};
 use rmcp::model::{CallToolResult, ClientRequest, JsonObject, ServerResult};
 use serde_json::Value;
 
 use crate::{
-    calltree::CallNode,
+    audit::{AuditSink, CallRecord},
+    calltree::{CallId, CallNode},
     error::{CallError, ErrorCode},
     policy::Policy,
     provider::{CallContext, ClientChannel, ForwardError, ProgressSink, Provider},
     registry::{Registry, Route, UpstreamState},
 };
 
-/// Where a call's progress and the upstream's requests back to the client go.
+/// Where a call's progress, the upstream's requests back to the client, and the call's audit
+/// record go.
 #[derive(Clone, Default)]
 pub struct Caller {
     pub progress: Option<ProgressSink>,
     pub client: Option<Arc<dyn ClientChannel>>,
+    pub audit: Option<Arc<dyn AuditSink>>,
 }
 
 /// Settings of the dispatcher.
@@ -76,6 +82,7 @@ impl Dispatcher {
         calls: Vec<CallRequest>,
         parent: &CallNode,
         client: Option<Arc<dyn ClientChannel>>,
+        audit: Option<Arc<dyn AuditSink>>,
         progress_for: impl Fn(usize) -> Option<ProgressSink>,
     ) -> Vec<CallOutcome> {
         let concurrency = self.settings.batch_concurrency.max(1);
@@ -84,6 +91,7 @@ impl Dispatcher {
                 let caller = Caller {
                     progress: progress_for(i),
                     client: client.clone(),
+                    audit: audit.clone(),
                 };
                 self.call(policy, req.operation, req.input, parent, caller)
             })
@@ -92,7 +100,7 @@ impl Dispatcher {
             .await
     }
 
-    /// Runs one call as a child of `parent`.
+    /// Runs one call as a child of `parent`, and reports it to the caller's audit sink.
     pub async fn call(
         &self,
         policy: &dyn Policy,
@@ -100,6 +108,63 @@ impl Dispatcher {
         input: Option<Value>,
         parent: &CallNode,
         caller: Caller,
+    ) -> CallOutcome {
+        let Some(audit) = caller.audit.clone() else {
+            return self
+                .call_unaudited(policy, operation, input, parent, caller)
+                .await;
+        };
+        let started = SystemTime::now();
+        let clock = std::time::Instant::now();
+        let payloads = audit.wants_payloads();
+        let bytes_in = input.as_ref().map_or(0, json_len);
+        let kept_input = payloads.then(|| input.clone()).flatten();
+        let call_id = CallId::next();
+        let name = operation.clone();
+        let outcome = self
+            .call_with_id(policy, operation, input, parent, caller, call_id)
+            .await;
+        let (code, output) = match &outcome {
+            Ok(r) if r.is_error == Some(true) => ("tool_error".to_owned(), serde_json::to_value(r)),
+            Ok(r) => ("ok".to_owned(), serde_json::to_value(r)),
+            Err(e) => (e.code.as_str().to_owned(), serde_json::to_value(e)),
+        };
+        let output = output.unwrap_or(Value::Null);
+        audit.record(CallRecord {
+            operation: name,
+            call_id,
+            parent: Some(parent.id),
+            started,
+            duration: clock.elapsed(),
+            outcome: code,
+            bytes_in,
+            bytes_out: json_len(&output),
+            input: kept_input,
+            output: payloads.then_some(output),
+        });
+        outcome
+    }
+
+    async fn call_unaudited(
+        &self,
+        policy: &dyn Policy,
+        operation: String,
+        input: Option<Value>,
+        parent: &CallNode,
+        caller: Caller,
+    ) -> CallOutcome {
+        self.call_with_id(policy, operation, input, parent, caller, CallId::next())
+            .await
+    }
+
+    async fn call_with_id(
+        &self,
+        policy: &dyn Policy,
+        operation: String,
+        input: Option<Value>,
+        parent: &CallNode,
+        caller: Caller,
+        id: CallId,
     ) -> CallOutcome {
         let resolved = self
             .registry
@@ -121,7 +186,7 @@ impl Dispatcher {
         // Held until the call ends: the actor's concurrency slot.
         let _admission = policy.admit()?;
         let upstream_name = resolved.operation.upstream_name.clone();
-        self.run(&resolved.route, parent, caller, |provider, ctx| {
+        self.run(&resolved.route, parent, id, caller, |provider, ctx| {
             provider.call(&upstream_name, Some(input), ctx)
         })
         .await
@@ -143,8 +208,9 @@ impl Dispatcher {
         let caller = Caller {
             progress: None,
             client,
+            audit: None,
         };
-        self.run(route, parent, caller, |provider, ctx| {
+        self.run(route, parent, CallId::next(), caller, |provider, ctx| {
             provider.forward(request, ctx)
         })
         .await
@@ -154,6 +220,7 @@ impl Dispatcher {
         &self,
         route: &Route,
         parent: &CallNode,
+        id: CallId,
         caller: Caller,
         start: impl FnOnce(&dyn Provider, CallContext) -> F,
     ) -> Result<T, ForwardError>
@@ -172,7 +239,7 @@ impl Dispatcher {
             return Err(CallError::cancelled().into());
         }
         let timeout = route.call_timeout.unwrap_or(self.settings.call_timeout);
-        let node = parent.child(Some(timeout));
+        let node = parent.child_with_id(id, Some(timeout));
         let ctx = CallContext {
             call_id: node.id,
             ct: node.ct.clone(),
@@ -193,5 +260,113 @@ impl Dispatcher {
                 Err(CallError::timeout(timeout).into())
             }
         }
+    }
+}
+
+/// Length of `value` as compact JSON, without building the string.
+fn json_len(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use rmcp::model::{CallToolResult, ContentBlock, Tool};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::{
+        BoxFuture, NamespaceSettings,
+        audit::{AuditSink, CallRecord},
+        policy::AllowAll,
+    };
+
+    struct Echo;
+
+    impl Provider for Echo {
+        fn call(
+            &self,
+            tool: &str,
+            _input: Option<JsonObject>,
+            _ctx: CallContext,
+        ) -> BoxFuture<'static, Result<CallToolResult, CallError>> {
+            let text = tool.to_owned();
+            Box::pin(async move { Ok(CallToolResult::success(vec![ContentBlock::text(text)])) })
+        }
+    }
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<CallRecord>>);
+
+    impl AuditSink for Kept {
+        fn record(&self, record: CallRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_call_of_a_batch_is_recorded_under_its_parent() {
+        let registry = Registry::new();
+        let handle = registry
+            .register(
+                "ns",
+                NamespaceSettings {
+                    prefix: true,
+                    call_timeout: None,
+                },
+                Arc::new(Echo),
+            )
+            .unwrap();
+        let schema = Arc::new(
+            serde_json::json!({"type": "object"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        handle
+            .set_catalog(vec![Tool::new("echo", "", schema)])
+            .unwrap();
+        handle.set_state(UpstreamState::Ready, None);
+        let dispatcher = Dispatcher::new(registry, DispatchSettings::default());
+        let kept = Arc::new(Kept::default());
+        let root = CallNode::root(CancellationToken::new());
+        let calls = vec![
+            CallRequest {
+                operation: "ns.echo".into(),
+                input: Some(serde_json::json!({"a": 1})),
+            },
+            CallRequest {
+                operation: "ns.missing".into(),
+                input: None,
+            },
+        ];
+        let outcomes = dispatcher
+            .call_batch(&AllowAll, calls, &root, None, Some(kept.clone()), |_| None)
+            .await;
+        assert!(outcomes[0].is_ok() && outcomes[1].is_err());
+        let records = kept.0.lock().unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.parent == Some(root.id)));
+        assert_eq!(
+            (records[0].operation.as_str(), records[0].outcome.as_str()),
+            ("ns.echo", "ok")
+        );
+        assert_eq!(records[0].bytes_in, 7);
+        assert!(records[0].bytes_out > 0 && records[0].input.is_none());
+        assert_eq!(records[1].outcome, "not_found");
+        assert_ne!(records[0].call_id, records[1].call_id);
     }
 }

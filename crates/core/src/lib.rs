@@ -2,6 +2,7 @@
 //! the dispatcher that runs calls. No network code lives here; providers plug in through
 //! [`provider::Provider`].
 
+pub mod audit;
 pub mod calltree;
 pub mod dispatch;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod policy;
 pub mod provider;
 pub mod registry;
 
+pub use audit::{AuditSink, CallRecord};
 pub use calltree::{CallId, CallNode};
 pub use dispatch::{CallOutcome, CallRequest, Caller, DispatchSettings, Dispatcher};
 pub use error::{CallError, ErrorCode};

@@ -157,6 +157,7 @@ impl FastPath {
             let caller = Caller {
                 progress: None,
                 client: Some(link.channel(None)),
+                audit: None,
             };
             Session::new(hub).run_tool(name, args, &root, caller).await
         });

@@ -141,6 +141,7 @@ impl Session {
         Caller {
             progress,
             client: Some(link.channel(Some(context.id.clone()))),
+            audit: None,
         }
     }
 

@@ -331,7 +331,7 @@ pub async fn call(
         })
         .collect();
     let outcomes = dispatcher
-        .call_batch(policy, requests, root, caller.client, |i| {
+        .call_batch(policy, requests, root, caller.client, caller.audit, |i| {
             batch_progress.as_ref().map(|b| b.sink_for(i))
         })
         .await;
