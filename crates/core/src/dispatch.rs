@@ -35,6 +35,9 @@ pub struct DispatchSettings {
     pub call_timeout: Duration,
     /// How many calls of one batch run at once. Default 8.
     pub batch_concurrency: usize,
+    /// Longest a call to an operation not (yet) in the registry waits for its namespace's
+    /// upstream to finish its first start. Default 10 s.
+    pub startup_grace: Duration,
 }
 
 impl Default for DispatchSettings {
@@ -42,6 +45,7 @@ impl Default for DispatchSettings {
         Self {
             call_timeout: Duration::from_secs(60),
             batch_concurrency: 8,
+            startup_grace: Duration::from_secs(10),
         }
     }
 }
@@ -166,11 +170,21 @@ impl Dispatcher {
         caller: Caller,
         id: CallId,
     ) -> CallOutcome {
-        let resolved = self
-            .registry
-            .resolve(&operation)
-            .filter(|r| policy.allows(&operation, r.operation.is_read_only()))
-            .ok_or_else(|| CallError::not_found(&operation))?;
+        let resolve = || {
+            self.registry
+                .resolve(&operation)
+                .filter(|r| policy.allows(&operation, r.operation.is_read_only()))
+        };
+        let resolved = match resolve() {
+            Some(r) => r,
+            None => {
+                // An operation of an upstream still starting may be a moment away.
+                if let Some((ns, _)) = operation.split_once('.') {
+                    self.registry.settle(ns, self.settings.startup_grace).await;
+                }
+                resolve().ok_or_else(|| self.missing(policy, &operation))?
+            }
+        };
         let input = match input {
             None | Some(Value::Null) => Value::Object(JsonObject::new()),
             Some(v) => v,
@@ -196,6 +210,25 @@ impl Dispatcher {
         })
     }
 
+    /// Why `operation` cannot be found: its namespace's upstream is not up (so its catalog is
+    /// not known yet), or there is no such operation.
+    fn missing(&self, policy: &dyn Policy, operation: &str) -> CallError {
+        let namespace = operation.split_once('.').map(|(ns, _)| ns);
+        match namespace.and_then(|ns| Some((ns, self.registry.state_of(ns)?))) {
+            Some((ns, (state, detail)))
+                if state != UpstreamState::Ready && policy.sees_namespace(ns) =>
+            {
+                CallError::unavailable(ns, detail.unwrap_or_else(|| state.as_str().to_owned()))
+            }
+            _ => CallError::not_found(operation),
+        }
+    }
+
+    /// Waits, bounded by `startup_grace`, until no upstream is on its first start.
+    pub async fn settle_all(&self) {
+        self.registry.settle_all(self.settings.startup_grace).await;
+    }
+
     /// Forwards a non-tool request (resources, prompts, completion, logging) along `route`,
     /// under the same state check, deadline and cancellation as a call.
     pub async fn forward(
@@ -205,6 +238,17 @@ impl Dispatcher {
         parent: &CallNode,
         client: Option<Arc<dyn ClientChannel>>,
     ) -> Result<ServerResult, ForwardError> {
+        let mut route = route.clone();
+        if route.state == UpstreamState::Starting {
+            self.registry
+                .settle(&route.namespace, self.settings.startup_grace)
+                .await;
+            if let Some((state, detail)) = self.registry.state_of(&route.namespace) {
+                route.state = state;
+                route.detail = detail;
+            }
+        }
+        let route = &route;
         let caller = Caller {
             progress: None,
             client,

@@ -155,6 +155,8 @@ pub struct Registry {
     inner: RwLock<Inner>,
     /// Bumped whenever any catalog changes; `direct` listeners turn it into `list_changed`.
     version: watch::Sender<u64>,
+    /// Bumped whenever a namespace's state changes.
+    states: watch::Sender<u64>,
     events: broadcast::Sender<HubEvent>,
 }
 
@@ -163,6 +165,7 @@ impl Default for Registry {
         Self {
             inner: RwLock::default(),
             version: watch::channel(0).0,
+            states: watch::channel(0).0,
             events: broadcast::channel(EVENT_QUEUE).0,
         }
     }
@@ -483,12 +486,80 @@ impl Registry {
     }
 
     fn set_state(&self, namespace: &str, state: UpstreamState, detail: Option<String>) {
-        let mut inner = self.write();
-        if let Some(entry) = inner.namespaces.get_mut(namespace) {
-            entry.status.state = state;
-            entry.status.detail = detail;
-            entry.status.since = SystemTime::now();
+        {
+            let mut inner = self.write();
+            if let Some(entry) = inner.namespaces.get_mut(namespace) {
+                entry.status.state = state;
+                entry.status.detail = detail;
+                entry.status.since = SystemTime::now();
+            }
         }
+        self.states.send_modify(|v| *v += 1);
+    }
+
+    /// Waits, at most `limit`, while `namespace`'s upstream is on its first start-up attempt
+    /// (an answer meanwhile would be a `not_found` for an operation a moment away). Upstreams
+    /// that failed or are restarting are not waited for, and nothing waits for any other.
+    pub async fn settle(&self, namespace: &str, limit: Duration) {
+        let starting = || {
+            self.read()
+                .namespaces
+                .get(namespace)
+                .is_some_and(|e| e.status.state == UpstreamState::Starting)
+        };
+        if !starting() {
+            return;
+        }
+        let mut states = self.states.subscribe();
+        let _ = tokio::time::timeout(limit, async {
+            while starting() {
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Waits, at most `limit`, until no upstream is on its first start-up attempt: for what
+    /// cannot be routed yet (a resource URI no ready upstream serves).
+    pub async fn settle_all(&self, limit: Duration) {
+        let starting = || {
+            self.read()
+                .namespaces
+                .values()
+                .any(|e| e.status.state == UpstreamState::Starting)
+        };
+        if !starting() {
+            return;
+        }
+        let mut states = self.states.subscribe();
+        let _ = tokio::time::timeout(limit, async {
+            while starting() {
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Namespaces whose upstream is on its first start-up attempt.
+    pub fn starting(&self) -> Vec<String> {
+        self.read()
+            .namespaces
+            .values()
+            .filter(|e| e.status.state == UpstreamState::Starting)
+            .map(|e| e.status.namespace.clone())
+            .collect()
+    }
+
+    /// The state of `namespace` and why, if it exists.
+    pub fn state_of(&self, namespace: &str) -> Option<(UpstreamState, Option<String>)> {
+        self.read()
+            .namespaces
+            .get(namespace)
+            .map(|e| (e.status.state, e.status.detail.clone()))
     }
 
     fn set_startup(&self, namespace: &str, took: Duration) {

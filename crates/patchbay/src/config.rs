@@ -72,6 +72,11 @@ pub struct ServerConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// How many calls of one `call` batch run at once. Default 8.
     pub batch_concurrency: usize,
+    /// Longest a call to `NAMESPACE.tool` that is not in the catalog yet waits for that
+    /// upstream's first start to finish, so an early call does not fail as `not_found`.
+    /// Nothing else waits. Default `10s`; `0s` disables.
+    #[serde(deserialize_with = "duration")]
+    pub startup_grace: Duration,
     /// Threads serving requests; 0 picks half the CPU cores (at least 1). Default 0.
     pub worker_threads: usize,
 }
@@ -87,6 +92,7 @@ impl Default for ServerConfig {
             allowed_hosts: None,
             allowed_origins: None,
             batch_concurrency: 8,
+            startup_grace: Duration::from_secs(10),
             worker_threads: 0,
         }
     }

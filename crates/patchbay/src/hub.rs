@@ -63,6 +63,7 @@ impl Hub {
             DispatchSettings {
                 call_timeout: config.server.call_timeout,
                 batch_concurrency: config.server.batch_concurrency,
+                startup_grace: config.server.startup_grace,
             },
         );
         let state = Arc::new(HubState::new(dispatcher, config.server.expose));

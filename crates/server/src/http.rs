@@ -130,6 +130,15 @@ async fn front_layer(
                 .next()
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
+    if request.method() == axum::http::Method::DELETE {
+        // rmcp answers a session's DELETE with 202; some clients (the Python SDK) accept only
+        // 200 or 204 as success.
+        let mut response = next.run(request).await;
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::OK;
+        }
+        return response;
+    }
     if request.method() != axum::http::Method::POST || !says_json {
         return next.run(request).await;
     }

@@ -17,8 +17,9 @@ use rmcp::{
     model::{
         ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
         GetPromptRequestParams, GetPromptResult, ReadResourceRequest, ReadResourceRequestParams,
-        ReadResourceResult, Reference, ServerResult, SetLevelRequest, SetLevelRequestParams,
-        SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
+        ReadResourceResult, Reference, ResultType, ServerResult, SetLevelRequest,
+        SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
+        UnsubscribeRequestParams,
     },
     service::RequestContext,
 };
@@ -58,11 +59,20 @@ impl Session {
         context: &RequestContext<RoleServer>,
     ) -> Result<ReadResourceResult, ErrorData> {
         let registry = self.hub.dispatcher.registry();
-        let Some(route) = registry.route_resource(&request.uri, self.policy.as_ref()) else {
+        let mut route = registry.route_resource(&request.uri, self.policy.as_ref());
+        if route.is_none() {
+            // An upstream still starting may be the one that serves it.
+            self.hub.dispatcher.settle_all().await;
+            route = registry.route_resource(&request.uri, self.policy.as_ref());
+        }
+        let Some(route) = route else {
             return Err(resource_not_found(&request.uri));
         };
         let forwarded = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
-        expect(self.forward(&route, forwarded, context).await?)
+        let mut result: ReadResourceResult =
+            expect(self.forward(&route, forwarded, context).await?)?;
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
     }
 
     pub(crate) async fn subscribe_through(
@@ -140,7 +150,9 @@ impl Session {
         };
         request.name = upstream_name;
         let forwarded = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
-        expect(self.forward(&route, forwarded, context).await?)
+        let mut result: GetPromptResult = expect(self.forward(&route, forwarded, context).await?)?;
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
     }
 
     pub(crate) async fn complete_through(
@@ -179,7 +191,9 @@ impl Session {
             }
         };
         let forwarded = ClientRequest::CompleteRequest(CompleteRequest::new(request));
-        expect(self.forward(&route, forwarded, context).await?)
+        let mut result: CompleteResult = expect(self.forward(&route, forwarded, context).await?)?;
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
     }
 
     /// Records the session's level (the hub filters what reaches this client by it) and asks
@@ -266,6 +280,8 @@ impl Subscriptions {
 
 /// The result as the type the request calls for. rmcp reads results into an untagged union,
 /// so one shape can be read as another (an empty object as `EmptyResult`, say); re-read it.
+/// Callers then mark it `resultType: complete`: an upstream on an older version leaves that
+/// out, a 2026-07-28 client requires it, and rmcp removes it again for older clients.
 fn expect<T: DeserializeOwned>(result: ServerResult) -> Result<T, ErrorData> {
     serde_json::to_value(&result)
         .ok()

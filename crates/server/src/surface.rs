@@ -249,13 +249,24 @@ pub fn search(
     let hits = dispatcher
         .registry()
         .search(&args.q, args.namespace.as_deref(), limit, policy);
-    answer(json!({
+    let mut out = json!({
         "results": hits.iter().map(|(op, score)| json!({
             "tool": op.name,
             "description": summary(op.description()),
             "score": (f64::from(*score) * 1000.0).round() / 1000.0,
         })).collect::<Vec<_>>(),
-    }))
+    });
+    // Say what the results cannot include yet, so an agent can search again.
+    let starting: Vec<String> = dispatcher
+        .registry()
+        .starting()
+        .into_iter()
+        .filter(|ns| policy.sees_namespace(ns))
+        .collect();
+    if !starting.is_empty() {
+        out["starting"] = json!(starting);
+    }
+    answer(out)
 }
 
 pub fn schema_of(

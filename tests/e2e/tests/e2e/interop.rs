@@ -31,13 +31,11 @@ const HANDSHAKE: &str = "2025-11-25";
 const MODERN: &str = "2026-07-28";
 const CLIENT_LIMIT: Duration = Duration::from_secs(90);
 
-/// PATCHBAY BUG, reported to the hub's owner: on a 2026-07-28 connection the results of
-/// resources/read and prompts/get (relayed from the upstream) carry no `resultType`, which
-/// that revision requires; the Python SDK and the Inspector reject them ("missing required
-/// resultType"). tools/list, tools/call, prompts/list, resources/list and
-/// resources/templates/list do carry it. On modern-era runs these steps must fail with that
-/// message (and the test fails when one passes: then remove it from this list).
-const MODERN_MISSING_RESULT_TYPE: &[&str] = &["resources/read", "prompts/get"];
+/// Steps known to fail on modern-era (2026-07-28) runs, with the message they fail with: none
+/// now. (resources/read and prompts/get results relayed from an older upstream used to lack
+/// the `resultType` that revision requires; the hub now adds it.) A listed step that passes
+/// fails the test, so the list cannot go stale.
+const MODERN_MISSING_RESULT_TYPE: &[&str] = &[];
 
 /// PATCHBAY ISSUE, reported: `patchbay stdio` answers from its first moment, before its
 /// upstreams are ready, so a request right after connecting finds no operations (`search`

@@ -7,6 +7,8 @@ mod conformance;
 mod fast_path;
 mod hub_basics;
 mod interop;
+mod resumption;
+mod sharing;
 mod surface;
 mod third_party;
 mod upstreams;

@@ -32,7 +32,7 @@ async fn a_slow_upstream_never_blocks_the_others() {
     let config = ws.write(
         "patchbay.toml",
         &format!(
-            "{}{}",
+            "[server]\nstartup_grace = \"0s\"\n\n{}{}",
             fixture_upstream("slow", &["--slow-start", "60000"], ""),
             fixture_upstream("fx", &[], "")
         ),
@@ -58,15 +58,42 @@ async fn a_slow_upstream_never_blocks_the_others() {
         .await
         .expect("list shows the slow namespace");
     assert_eq!(slow["state"], "starting", "{slow}");
-    // Calling into the starting namespace fails at once rather than waiting for it.
+    // With no start-up grace, calling into the starting namespace fails at once, saying so.
     let t = Instant::now();
     let r = call_one(&client, "slow.echo", json!({"text": "x"})).await;
     assert_eq!(r["success"], false, "{r}");
+    assert_eq!(r["error"]["code"], "upstream_unavailable", "{r}");
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(state_of(&hub.readyz().await, "slow")["state"], "starting");
 
     client.cancel().await.unwrap();
     assert!(hub.stop().await.success());
+}
+
+#[tokio::test]
+async fn an_early_call_waits_for_its_upstreams_first_start() {
+    let ws = Workspace::new();
+    let config = ws.write(
+        "patchbay.toml",
+        &fixture_upstream("slow", &["--slow-start", "1500"], ""),
+    );
+    let hub = Hub::serve(&config).await;
+    let client = hub.client().await;
+    assert_eq!(state_of(&hub.readyz().await, "slow")["state"], "starting");
+    // `search` does not wait, but says what it cannot include yet.
+    let found = patchbay_e2e::call(&client, "search", json!({"q": "echo"})).await;
+    let found = found.structured_content.expect("structured");
+    assert_eq!(found["starting"], json!(["slow"]), "{found}");
+    // A call into the starting namespace waits for it (default grace 10 s) and succeeds.
+    let t = Instant::now();
+    let r = call_one(&client, "slow.echo", json!({"text": "worth the wait"})).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert!(t.elapsed() < Duration::from_secs(8), "waited {:?}", t.elapsed());
+    // An operation that does not exist in a ready namespace is still `not_found` at once.
+    let t = Instant::now();
+    let r = call_one(&client, "slow.nope", json!({})).await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    assert!(t.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
