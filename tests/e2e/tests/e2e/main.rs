@@ -7,6 +7,7 @@ mod conformance;
 mod fast_path;
 mod hub_basics;
 mod interop;
+mod protocol;
 mod resumption;
 mod sharing;
 mod surface;
