@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+use patchbay_core::RuleSet;
+use patchbay_identity::AuthConfig;
 use patchbay_providers::Sharing;
 use patchbay_server::Expose;
 use serde::{Deserialize, Deserializer};
@@ -45,6 +47,12 @@ pub struct Config {
     /// Upstreams by namespace.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// `[auth]`: credentials every front door accepts. Present (even empty) means every
+    /// caller must authenticate; absent means none does, and the hub serves loopback only.
+    pub auth: Option<AuthConfig>,
+    /// `[[policy]]`: rule sets deciding what each actor may see and call (docs/security.md).
+    #[serde(default)]
+    pub policy: Vec<RuleSet>,
 }
 
 /// `[server]`: the hub's own settings.

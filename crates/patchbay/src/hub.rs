@@ -3,11 +3,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use patchbay_core::{DispatchSettings, Dispatcher, NamespaceSettings, Registry, UpstreamState};
+use anyhow::Context;
+use patchbay_core::{
+    DispatchSettings, Dispatcher, NamespaceSettings, Registry, Rules, UpstreamState,
+};
+use patchbay_identity::Authenticator;
 use patchbay_providers::{
     HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream,
 };
-use patchbay_server::HubState;
+use patchbay_server::{HubState, access::Access};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +70,12 @@ impl Hub {
                 startup_grace: config.server.startup_grace,
             },
         );
-        let state = Arc::new(HubState::new(dispatcher, config.server.expose));
+        let access = access(config)?;
+        let state = Arc::new(HubState::with_access(
+            dispatcher,
+            config.server.expose,
+            access,
+        ));
         Ok(Self {
             state,
             shutdown,
@@ -115,4 +124,19 @@ impl Hub {
             let _ = task.await;
         }
     }
+}
+
+/// Authentication and policy from the configuration.
+fn access(config: &Config) -> anyhow::Result<Access> {
+    let authenticator = match &config.auth {
+        None => None,
+        Some(auth) => Some(Arc::new(
+            Authenticator::new(auth, None).context("in [auth]")?,
+        )),
+    };
+    Ok(Access {
+        authenticator,
+        rules: Arc::new(Rules::new(config.policy.clone())),
+        audit: None,
+    })
 }

@@ -47,17 +47,34 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the hub over Streamable HTTP at /mcp, with /healthz and /readyz.
+    ///
+    /// Without an [auth] section the hub serves loopback addresses only: binding another
+    /// address refuses to start unless --insecure-no-auth is given.
     Serve {
         #[command(flatten)]
         config: ConfigArg,
         /// Listen address; overrides server.listen (default 127.0.0.1:7420). Port 0 picks one.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Serve a non-loopback address with no authentication: anyone who can reach it can
+        /// use every upstream. For isolated networks only.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Serve the hub over stdin/stdout, for a local agent that starts it as an MCP server.
     Stdio {
         #[command(flatten)]
         config: ConfigArg,
+        /// The credential to act with, when the configuration has an [auth] section (a pb_
+        /// token, a static token or a JWT). Checked again as the session goes on, so a revoked
+        /// token stops working.
+        #[arg(
+            long,
+            env = "PATCHBAY_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
     /// Use the four tools from a terminal, against the configuration or a running hub (--url).
     Ops(ops::OpsArgs),
@@ -112,15 +129,15 @@ fn main() {
 
 /// A command with its configuration loaded (before the runtime, which it sizes).
 enum Job {
-    Serve(config::Config, Option<String>),
-    Stdio(config::Config),
+    Serve(config::Config, Option<String>, bool),
+    Stdio(config::Config, Option<String>),
     Other(Command),
 }
 
 impl Job {
     fn worker_threads(&self) -> usize {
         let configured = match self {
-            Job::Serve(c, _) | Job::Stdio(c) => c.server.worker_threads,
+            Job::Serve(c, _, _) | Job::Stdio(c, _) => c.server.worker_threads,
             Job::Other(_) => 0,
         };
         if configured > 0 {
@@ -137,8 +154,12 @@ impl Job {
 
 fn prepare(command: Command) -> anyhow::Result<Job> {
     Ok(match command {
-        Command::Serve { config, listen } => Job::Serve(load_config(&config)?, listen),
-        Command::Stdio { config } => Job::Stdio(load_config(&config)?),
+        Command::Serve {
+            config,
+            listen,
+            insecure_no_auth,
+        } => Job::Serve(load_config(&config)?, listen, insecure_no_auth),
+        Command::Stdio { config, token } => Job::Stdio(load_config(&config)?, token),
         other => Job::Other(other),
     })
 }
@@ -157,8 +178,8 @@ fn init_logging() {
 
 async fn run(job: Job) -> anyhow::Result<i32> {
     match job {
-        Job::Serve(config, listen) => serve(config, listen).await,
-        Job::Stdio(config) => stdio(config).await,
+        Job::Serve(config, listen, insecure) => serve(config, listen, insecure).await,
+        Job::Stdio(config, token) => stdio(config, token).await,
         Job::Other(Command::Ops(args)) => ops::run(args).await,
         Job::Other(Command::Check { config }) => check(config).await,
         Job::Other(_) => unreachable!("serve, stdio and demo-server are handled before"),
@@ -190,11 +211,26 @@ async fn shutdown_signal() {
 /// How long in-flight HTTP requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
 
-async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result<i32> {
+async fn serve(
+    config: config::Config,
+    listen: Option<String>,
+    insecure_no_auth: bool,
+) -> anyhow::Result<i32> {
     let listen = listen.unwrap_or_else(|| config.server.listen.clone());
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("`{listen}` is not an address like 127.0.0.1:7420"))?;
+    if config.auth.is_none() && !addr.ip().is_loopback() {
+        if !insecure_no_auth {
+            anyhow::bail!(
+                "refusing to serve {addr} without authentication: anyone who can reach it could \
+                 use every upstream. Add an [auth] section (see docs/security.md), listen on a \
+                 loopback address, or pass --insecure-no-auth on an isolated network"
+            );
+        }
+        tracing::warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address (--insecure-no-auth): anyone who can reach it can use every upstream");
+        eprintln!("patchbay: WARNING: serving {addr} with NO AUTHENTICATION (--insecure-no-auth)");
+    }
     let hub = Hub::start(&config)?;
     let settings = HttpSettings {
         max_body_bytes: config.server.max_message_bytes,
@@ -233,11 +269,25 @@ async fn serve(config: config::Config, listen: Option<String>) -> anyhow::Result
     Ok(0)
 }
 
-async fn stdio(config: config::Config) -> anyhow::Result<i32> {
+async fn stdio(config: config::Config, token: Option<String>) -> anyhow::Result<i32> {
     let hub = Hub::start(&config)?;
+    let access = &hub.state.access;
+    if access.requires_auth() {
+        // Fail at start, with the reason, rather than on the agent's first request.
+        let Some(token) = &token else {
+            hub.stop().await;
+            anyhow::bail!(
+                "this configuration requires authentication: pass --token or set PATCHBAY_TOKEN"
+            );
+        };
+        if let Err(e) = access.authenticate(token).await {
+            hub.stop().await;
+            anyhow::bail!("the token was refused: {e}");
+        }
+    }
     let shutdown = CancellationToken::new();
     tokio::select! {
-        _ = patchbay_server::stdio::serve(hub.state.clone(), config.server.max_message_bytes, shutdown.clone()) => {
+        _ = patchbay_server::stdio::serve(hub.state.clone(), token, config.server.max_message_bytes, shutdown.clone()) => {
             tracing::info!("stdin closed; shutting down");
         }
         _ = shutdown_signal() => tracing::info!("shutting down"),

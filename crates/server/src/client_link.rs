@@ -100,7 +100,10 @@ impl ClientChannel for CallChannel {
                 .extensions_mut()
                 .insert(OriginatingRequestId(origin.clone()));
         }
-        Box::pin(async move {
+        // Sent from a task of its own: rmcp marks a request sent from inside a request
+        // handler with that handler's request id (a task-local), which here would be the
+        // upstream's id and would override `origin`; task-locals do not cross a spawn.
+        let work = tokio::spawn(async move {
             if let Some(missing) = missing_capability(&request, &caps) {
                 return Err(ErrorData::new(
                     rmcp::model::ErrorCode::METHOD_NOT_FOUND,
@@ -123,6 +126,11 @@ impl ClientChannel for CallChannel {
                     Err(ErrorData::internal_error("the request was withdrawn: its call ended", None))
                 }
             }
+        });
+        Box::pin(async move {
+            work.await.unwrap_or_else(|_| {
+                Err(ErrorData::internal_error("asking the client failed", None))
+            })
         })
     }
 

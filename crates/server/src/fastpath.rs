@@ -21,6 +21,7 @@ use axum::{
 };
 use bytes::Bytes;
 use patchbay_core::{CallNode, Caller};
+use patchbay_identity::Identity;
 use rmcp::{
     model::{ClientJsonRpcMessage, JsonObject},
     transport::streamable_http_server::{
@@ -71,8 +72,14 @@ impl FastPath {
         }
     }
 
-    /// Tries to answer a POST to `/mcp` whose body is `body`.
-    pub(crate) async fn handle(self: &Arc<Self>, headers: &HeaderMap, body: &Bytes) -> Outcome {
+    /// Tries to answer a POST to `/mcp` whose body is `body`, from `identity` (already
+    /// authenticated by the front door, when the hub requires it).
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        body: &Bytes,
+        identity: Option<&Identity>,
+    ) -> Outcome {
         let Some(session) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
             return Outcome::Pass;
         };
@@ -91,13 +98,18 @@ impl FastPath {
             return Outcome::Pass;
         }
         match message.get("method").and_then(Value::as_str) {
-            Some("tools/call") => self.call(session, message).await,
+            Some("tools/call") => self.call(session, message, identity).await,
             Some("notifications/cancelled") => self.cancel(session, &message),
             _ => Outcome::Pass,
         }
     }
 
-    async fn call(self: &Arc<Self>, session: &str, message: Value) -> Outcome {
+    async fn call(
+        self: &Arc<Self>,
+        session: &str,
+        message: Value,
+        identity: Option<&Identity>,
+    ) -> Outcome {
         let Some(id) = message
             .get("id")
             .filter(|id| id.is_string() || id.is_u64() || id.is_i64())
@@ -132,6 +144,13 @@ impl FastPath {
         let Some(link) = shared.link.get().filter(|l| !l.can_be_asked()).cloned() else {
             return Outcome::Pass;
         };
+        // The session must be this caller's: anything else is for rmcp's path to refuse.
+        let Some(who) = shared.who.get().cloned() else {
+            return Outcome::Pass;
+        };
+        if who.key.as_ref() != identity {
+            return Outcome::Pass;
+        }
         let end = shared.end.clone();
         let session: SessionId = session.into();
         self.touch(&session).await;
@@ -157,9 +176,11 @@ impl FastPath {
             let caller = Caller {
                 progress: None,
                 client: Some(link.channel(None)),
-                audit: None,
+                audit: who.audit.clone(),
             };
-            Session::new(hub).run_tool(name, args, &root, caller).await
+            Session::for_who(hub, who)
+                .run_tool(name, args, &root, caller)
+                .await
         });
         let body = match task.await {
             Ok(Ok(mut result)) => {

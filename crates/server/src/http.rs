@@ -18,7 +18,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use patchbay_identity::AuthError;
+
 use crate::{
+    access::{Access, http_credential},
     fastpath::{FastPath, Outcome},
     session::{HubState, Session},
     session_end::EndingSessions,
@@ -88,6 +91,7 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         config,
     );
     let front = Front {
+        access: hub.access.clone(),
         fast,
         limit: settings.max_body_bytes,
     };
@@ -104,8 +108,9 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         .merge(mcp)
 }
 
-/// What the `/mcp` layer needs: the fast path and the body limit.
+/// What the `/mcp` layer needs: authentication, the fast path and the body limit.
 struct Front {
+    access: Access,
     fast: Arc<FastPath>,
     limit: usize,
 }
@@ -117,10 +122,27 @@ struct Front {
 /// 415 to a body it cannot read.
 async fn front_layer(
     State(front): State<Arc<Front>>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let limit = front.limit;
+    // Every request authenticates; the session then checks it is the session's own caller.
+    let identity = if front.access.requires_auth() {
+        let credential = http_credential(request.headers(), request.uri());
+        let outcome = match credential {
+            Ok(token) => front.access.authenticate(&token).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity.clone());
+                Some(identity)
+            }
+            Err(e) => return unauthorized(&e),
+        }
+    } else {
+        None
+    };
     let says_json = request
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -148,7 +170,11 @@ async fn front_layer(
             format!("invalid request: the body exceeds {limit} bytes or could not be read");
         return jsonrpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, &message);
     };
-    if let Outcome::Answered(response) = front.fast.handle(&parts.headers, &bytes).await {
+    if let Outcome::Answered(response) = front
+        .fast
+        .handle(&parts.headers, &bytes, identity.as_ref())
+        .await
+    {
         return response;
     }
     let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
@@ -168,6 +194,19 @@ async fn front_layer(
             "invalid request: the body is not a JSON-RPC message",
         ),
     }
+}
+
+/// 401 (or 503 when the credential could not be checked) with `WWW-Authenticate`, and a
+/// JSON-RPC error body MCP clients can show.
+fn unauthorized(e: &AuthError) -> axum::response::Response {
+    let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = jsonrpc_error(status, -32001, &format!("unauthorized: {e}"));
+    if let Ok(value) = axum::http::HeaderValue::from_str(&e.www_authenticate()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: &str) -> axum::response::Response {

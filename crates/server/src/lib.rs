@@ -1,6 +1,7 @@
 //! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio) runs
 //! a [`session::Session`] per client over the shared [`session::HubState`].
 
+pub mod access;
 mod client_link;
 mod fastpath;
 pub mod http;

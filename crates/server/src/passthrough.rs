@@ -59,11 +59,11 @@ impl Session {
         context: &RequestContext<RoleServer>,
     ) -> Result<ReadResourceResult, ErrorData> {
         let registry = self.hub.dispatcher.registry();
-        let mut route = registry.route_resource(&request.uri, self.policy.as_ref());
+        let mut route = registry.route_resource(&request.uri, self.policy().as_ref());
         if route.is_none() {
             // An upstream still starting may be the one that serves it.
             self.hub.dispatcher.settle_all().await;
-            route = registry.route_resource(&request.uri, self.policy.as_ref());
+            route = registry.route_resource(&request.uri, self.policy().as_ref());
         }
         let Some(route) = route else {
             return Err(resource_not_found(&request.uri));
@@ -81,7 +81,7 @@ impl Session {
         context: &RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let registry = self.hub.dispatcher.registry();
-        let Some(route) = registry.route_resource(&uri, self.policy.as_ref()) else {
+        let Some(route) = registry.route_resource(&uri, self.policy().as_ref()) else {
             return Err(resource_not_found(&uri));
         };
         let newly = self
@@ -125,7 +125,7 @@ impl Session {
             return Ok(());
         }
         let registry = self.hub.dispatcher.registry();
-        let Some(route) = registry.route_resource(&uri, self.policy.as_ref()) else {
+        let Some(route) = registry.route_resource(&uri, self.policy().as_ref()) else {
             return Ok(());
         };
         let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
@@ -140,9 +140,14 @@ impl Session {
         context: &RequestContext<RoleServer>,
     ) -> Result<GetPromptResult, ErrorData> {
         let registry = self.hub.dispatcher.registry();
-        let Some((route, upstream_name)) =
-            registry.route_prompt(&request.name, self.policy.as_ref())
-        else {
+        let policy = self.policy();
+        let mut found = registry.route_prompt(&request.name, policy.as_ref());
+        if found.is_none() {
+            // An upstream still starting may be the one that serves it.
+            self.hub.dispatcher.settle_all().await;
+            found = registry.route_prompt(&request.name, policy.as_ref());
+        }
+        let Some((route, upstream_name)) = found else {
             return Err(ErrorData::invalid_params(
                 format!("no prompt named `{}`", request.name),
                 None,
@@ -161,7 +166,8 @@ impl Session {
         context: &RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let registry = self.hub.dispatcher.registry();
-        let policy = self.policy.as_ref();
+        let policy = self.policy();
+        let policy = policy.as_ref();
         let route = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let (route, upstream_name) =

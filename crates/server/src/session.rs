@@ -9,11 +9,11 @@
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use patchbay_core::{
-    AllowAll, CallNode, Caller, Dispatcher, HubEvent, Policy, Progress, ProgressSink,
+    AllowAll, AuditSink, CallNode, Caller, Dispatcher, HubEvent, Policy, Progress, ProgressSink,
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
@@ -29,7 +29,10 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
+use patchbay_identity::Identity;
+
 use crate::{
+    access::{Access, Authenticated},
     client_link::ClientLink,
     passthrough::Subscriptions,
     session_end::SessionEnd,
@@ -40,6 +43,8 @@ use crate::{
 pub struct HubState {
     pub dispatcher: Dispatcher,
     pub expose: Expose,
+    /// Authentication, policy rules and audit.
+    pub access: Access,
     /// How many sessions are subscribed to each resource URI, so the upstream is subscribed
     /// once and unsubscribed when the last session leaves.
     pub(crate) subscriptions: Subscriptions,
@@ -47,9 +52,14 @@ pub struct HubState {
 
 impl HubState {
     pub fn new(dispatcher: Dispatcher, expose: Expose) -> Self {
+        Self::with_access(dispatcher, expose, Access::open())
+    }
+
+    pub fn with_access(dispatcher: Dispatcher, expose: Expose, access: Access) -> Self {
         Self {
             dispatcher,
             expose,
+            access,
             subscriptions: Subscriptions::default(),
         }
     }
@@ -59,9 +69,30 @@ impl HubState {
 #[derive(Clone)]
 pub struct Session {
     pub(crate) hub: Arc<HubState>,
-    pub(crate) policy: Arc<dyn Policy>,
     pub(crate) state: Arc<SessionState>,
+    /// For front doors without per-request credentials (stdio): the credential the session
+    /// was opened with, checked again on each request (at most every `RECHECK`), so a revoked
+    /// token or disabled actor stops working on an open session too.
+    credential: Option<Arc<StdioCredential>>,
+    front_door: &'static str,
 }
+
+/// The caller's policy and audit sink, fixed for the session by its first authenticated
+/// request: a session never changes hands.
+#[derive(Clone)]
+pub(crate) struct Who {
+    pub(crate) key: Option<Identity>,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
+}
+
+struct StdioCredential {
+    token: String,
+    checked: Mutex<Option<Instant>>,
+}
+
+/// How often a stdio session's credential is checked again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// What one session keeps between requests.
 pub(crate) struct SessionState {
@@ -70,6 +101,7 @@ pub(crate) struct SessionState {
     /// own end (HTTP) use that instead.
     end: CancellationToken,
     pub(crate) link: OnceLock<Arc<ClientLink>>,
+    pub(crate) who: OnceLock<Who>,
     /// Resource URIs this session is subscribed to.
     pub(crate) subscribed: Mutex<HashSet<String>>,
 }
@@ -90,17 +122,141 @@ impl Drop for SessionState {
 const DIRECT_PAGE: usize = 1000;
 
 impl Session {
+    /// A session of a front door that authenticates each request itself (HTTP), or of a hub
+    /// without authentication.
     pub fn new(hub: Arc<HubState>) -> Self {
         let state = Arc::new(SessionState {
             hub: hub.clone(),
             end: CancellationToken::new(),
             link: OnceLock::new(),
+            who: OnceLock::new(),
             subscribed: Mutex::default(),
         });
         Self {
             hub,
-            policy: Arc::new(AllowAll),
             state,
+            credential: None,
+            front_door: "http",
+        }
+    }
+
+    /// A stdio session opened with `token` (checked again on each request), or without one.
+    pub fn stdio(hub: Arc<HubState>, token: Option<String>) -> Self {
+        let mut session = Self::new(hub);
+        session.front_door = "stdio";
+        session.credential = token.map(|token| {
+            Arc::new(StdioCredential {
+                token,
+                checked: Mutex::new(None),
+            })
+        });
+        session
+    }
+
+    /// A session acting for `who`, already established (the HTTP fast path).
+    pub(crate) fn for_who(hub: Arc<HubState>, who: Who) -> Self {
+        let this = Self::new(hub);
+        let _ = this.state.who.set(who);
+        this
+    }
+
+    fn who_for(&self, identity: Option<&Identity>, session: Option<String>) -> Who {
+        let access = &self.hub.access;
+        let audit = identity.and_then(|id| {
+            access.audit_for(&Authenticated {
+                identity: id.clone(),
+                front_door: self.front_door,
+                session,
+            })
+        });
+        Who {
+            key: identity.cloned(),
+            policy: access.policy_for(identity),
+            audit,
+        }
+    }
+
+    /// Establishes who is calling for this request, and refuses what may not go on: an
+    /// unauthenticated request on a hub that requires it, a revoked stdio credential, or a
+    /// request of another identity on a session that belongs to someone.
+    pub(crate) async fn admit(
+        &self,
+        extensions: &rmcp::model::Extensions,
+    ) -> Result<Who, ErrorData> {
+        let who = self.establish(extensions).await?;
+        if let Some(SessionEnd(shared)) = extensions.get::<SessionEnd>() {
+            let _ = shared.who.set(who.clone());
+        }
+        Ok(who)
+    }
+
+    async fn establish(&self, extensions: &rmcp::model::Extensions) -> Result<Who, ErrorData> {
+        let access = &self.hub.access;
+        if !access.requires_auth() {
+            return Ok(self
+                .state
+                .who
+                .get_or_init(|| self.who_for(None, None))
+                .clone());
+        }
+        let identity = match &self.credential {
+            Some(credential) => Some(self.recheck(credential).await?),
+            None => extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Identity>().cloned()),
+        };
+        let session = extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let who = match (identity, self.state.who.get()) {
+            (Some(id), Some(who)) if who.key.as_ref() == Some(&id) => who.clone(),
+            (Some(_), Some(_)) => {
+                return Err(ErrorData::invalid_request(
+                    "this session belongs to another caller; initialize a session of your own",
+                    None,
+                ));
+            }
+            (Some(id), None) => self
+                .state
+                .who
+                .get_or_init(|| self.who_for(Some(&id), session))
+                .clone(),
+            (None, _) => {
+                return Err(ErrorData::new(
+                    rmcp::model::ErrorCode(-32001),
+                    "unauthorized: no valid credential",
+                    None,
+                ));
+            }
+        };
+        Ok(who)
+    }
+
+    async fn recheck(&self, credential: &StdioCredential) -> Result<Identity, ErrorData> {
+        let due = credential
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() >= RECHECK);
+        if !due
+            && let Some(who) = self.state.who.get()
+            && let Some(id) = &who.key
+        {
+            return Ok(id.clone());
+        }
+        match self.hub.access.authenticate(&credential.token).await {
+            Ok(id) => {
+                *credential.checked.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now());
+                Ok(id)
+            }
+            Err(e) => Err(ErrorData::new(
+                rmcp::model::ErrorCode(-32001),
+                format!("unauthorized: {e}"),
+                None,
+            )),
         }
     }
 
@@ -131,17 +287,28 @@ impl Session {
         link
     }
 
-    /// The caller of one request: its progress token and its client, for requests back.
+    /// The policy established by `admit` (everything, before it or without authentication:
+    /// `admit` refuses requests before they get here when authentication is required).
+    pub(crate) fn policy(&self) -> Arc<dyn Policy> {
+        match self.state.who.get() {
+            Some(who) => who.policy.clone(),
+            None => Arc::new(AllowAll),
+        }
+    }
+
+    /// The caller of one request: its progress token, its client (for requests back) and its
+    /// audit sink.
     fn caller(
         &self,
         context: &RequestContext<RoleServer>,
+        who: &Who,
         progress: Option<ProgressSink>,
     ) -> Caller {
         let link = self.link(&context.peer, &context.extensions);
         Caller {
             progress,
             client: Some(link.channel(Some(context.id.clone()))),
-            audit: None,
+            audit: who.audit.clone(),
         }
     }
 
@@ -162,7 +329,8 @@ impl Session {
         caller: Caller,
     ) -> Result<CallToolResult, ErrorData> {
         let dispatcher = &self.hub.dispatcher;
-        let policy = self.policy.as_ref();
+        let policy = self.policy();
+        let policy = policy.as_ref();
         Ok(match name.as_str() {
             "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
             "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
@@ -190,7 +358,7 @@ impl Session {
         if self.shows_direct() {
             tools.extend(surface::direct_tools(
                 &self.hub.dispatcher,
-                self.policy.as_ref(),
+                self.policy().as_ref(),
             ));
         }
         tools
@@ -285,8 +453,9 @@ impl ServerHandler for Session {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        self.admit(&context.extensions).await?;
         let tools = self.all_tools();
         let after = request.and_then(|r| r.cursor);
         let start = match &after {
@@ -316,9 +485,10 @@ impl ServerHandler for Session {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let who = self.admit(&context.extensions).await?;
         let root = CallNode::root(call_token(&context));
         let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
-        let caller = self.caller(&context, progress);
+        let caller = self.caller(&context, &who, progress);
         // `run_tool` owns the sink, so it is dropped when the call ends.
         let result = self
             .run_tool(request.name.to_string(), request.arguments, &root, caller)
@@ -334,23 +504,25 @@ impl ServerHandler for Session {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
+        self.admit(&context.extensions).await?;
         let resources = self
             .hub
             .dispatcher
             .registry()
-            .resources(self.policy.as_ref());
+            .resources(self.policy().as_ref());
         Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        self.admit(&context.extensions).await?;
         let registry = self.hub.dispatcher.registry();
-        let templates = registry.resource_templates(self.policy.as_ref());
+        let templates = registry.resource_templates(self.policy().as_ref());
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
@@ -359,6 +531,7 @@ impl ServerHandler for Session {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        self.admit(&context.extensions).await?;
         self.read_resource_through(request, &context)
             .await
             .map(ReadResourceResponse::Complete)
@@ -369,6 +542,7 @@ impl ServerHandler for Session {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        self.admit(&context.extensions).await?;
         self.subscribe_through(request.uri, &context).await
     }
 
@@ -377,15 +551,21 @@ impl ServerHandler for Session {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        self.admit(&context.extensions).await?;
         self.unsubscribe_through(request.uri, &context).await
     }
 
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let prompts = self.hub.dispatcher.registry().prompts(self.policy.as_ref());
+        self.admit(&context.extensions).await?;
+        let prompts = self
+            .hub
+            .dispatcher
+            .registry()
+            .prompts(self.policy().as_ref());
         Ok(ListPromptsResult::with_all_items(prompts))
     }
 
@@ -394,6 +574,7 @@ impl ServerHandler for Session {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        self.admit(&context.extensions).await?;
         self.get_prompt_through(request, &context)
             .await
             .map(GetPromptResponse::Complete)
@@ -404,6 +585,7 @@ impl ServerHandler for Session {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        self.admit(&context.extensions).await?;
         self.complete_through(request, &context).await
     }
 
@@ -412,10 +594,13 @@ impl ServerHandler for Session {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        self.admit(&context.extensions).await?;
         self.set_level_through(request, &context).await
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Established now, so the session's first call can take the fast path.
+        let _ = self.admit(&context.extensions).await;
         let link = self.link(&context.peer, &context.extensions);
         let end = match context.extensions.get::<SessionEnd>() {
             Some(SessionEnd(shared)) => shared.end.clone(),

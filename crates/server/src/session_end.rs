@@ -25,7 +25,7 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::client_link::ClientLink;
+use crate::{client_link::ClientLink, session::Who};
 
 /// What a session's transport, its handler and the HTTP fast path share. Found in the
 /// extensions of every message the session receives.
@@ -38,6 +38,8 @@ pub(crate) struct SessionShared {
     pub(crate) end: CancellationToken,
     /// The session's client, set by the handler on the session's first message.
     pub(crate) link: OnceLock<Arc<ClientLink>>,
+    /// Who the session belongs to, set by the handler on its first admitted request.
+    pub(crate) who: OnceLock<Who>,
 }
 
 /// A transport that cancels its [`SessionEnd`] when it ends (no more messages, closed, or

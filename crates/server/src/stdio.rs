@@ -25,18 +25,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::session::{HubState, Session};
 
-/// Serves one session over the process's stdin/stdout until stdin closes or `shutdown` fires.
-pub async fn serve(hub: Arc<HubState>, max_message_bytes: usize, shutdown: CancellationToken) {
+/// Serves one session over the process's stdin/stdout until stdin closes or `shutdown` fires,
+/// acting with `token` when the hub requires authentication.
+pub async fn serve(
+    hub: Arc<HubState>,
+    token: Option<String>,
+    max_message_bytes: usize,
+    shutdown: CancellationToken,
+) {
     let transport = LineTransport::new(
         BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),
         max_message_bytes,
     );
-    serve_on(hub, transport, shutdown).await;
+    serve_on(hub, token, transport, shutdown).await;
 }
 
-pub async fn serve_on(hub: Arc<HubState>, transport: LineTransport, shutdown: CancellationToken) {
-    let service = match Session::new(hub)
+pub async fn serve_on(
+    hub: Arc<HubState>,
+    token: Option<String>,
+    transport: LineTransport,
+    shutdown: CancellationToken,
+) {
+    let service = match Session::stdio(hub, token)
         .serve_with_ct(transport, shutdown.child_token())
         .await
     {

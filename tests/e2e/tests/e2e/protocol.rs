@@ -1130,8 +1130,6 @@ impl SseStream {
 // ---- Requests back ride the call's own response stream ----
 
 #[tokio::test]
-#[ignore = "hub bug: relayed requests carry the upstream's request id as OriginatingRequestId, \
-            so they miss the call's POST stream and fall back to the standalone GET stream"]
 async fn sampling_request_rides_the_calls_own_response_stream() {
     let ws = Workspace::new();
     let config = ws.write(
