@@ -81,7 +81,7 @@ pub fn http_credential(
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("token="))
-        .map(|t| percent_decode(t))
+        .map(percent_decode)
         .filter(|t| !t.is_empty())
         .ok_or(AuthError::Missing)
 }
