@@ -1476,3 +1476,57 @@ async fn stdio_survives_stray_messages_and_refuses_duplicate_ids() {
     assert!(status.success(), "{status}; log:\n{}", s.log.text());
     assert!(!s.log.text().contains("panicked"), "{}", s.log.text());
 }
+
+// ---- The stdio front door relays requests back too ----
+
+#[tokio::test]
+async fn stdio_front_door_relays_sampling_and_elicitation() {
+    let ws = Workspace::new();
+    let config = ws.write("patchbay.toml", &conf_upstream());
+    let asker = Asker::new("stdio", &["sampling", "elicitation"]);
+    let mut cmd = Command::new(patchbay());
+    cmd.arg("stdio").arg("--config").arg(&config);
+    let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start patchbay stdio");
+    let client = asker
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP client connects over stdio");
+
+    let item = call_item(
+        &client,
+        "conf.test_sampling",
+        json!({"prompt": "marker-stdio-door"}),
+    )
+    .await;
+    assert!(!item_failed(&item), "{item}");
+    assert!(item_text(&item).contains("answer-from-stdio"), "{item}");
+    assert!(
+        asker
+            .sampled()
+            .iter()
+            .any(|p| p.contains("marker-stdio-door")),
+        "{:?}",
+        asker.sampled()
+    );
+
+    let item = call_item(
+        &client,
+        "conf.test_elicitation",
+        json!({"message": "marker-stdio-elicit"}),
+    )
+    .await;
+    assert!(!item_failed(&item), "{item}");
+    assert!(
+        asker
+            .elicited()
+            .iter()
+            .any(|m| m.contains("marker-stdio-elicit")),
+        "{:?}",
+        asker.elicited()
+    );
+    client.cancel().await.unwrap();
+}
