@@ -88,7 +88,11 @@ async fn an_early_call_waits_for_its_upstreams_first_start() {
     let t = Instant::now();
     let r = call_one(&client, "slow.echo", json!({"text": "worth the wait"})).await;
     assert_eq!(r["success"], true, "{r}");
-    assert!(t.elapsed() < Duration::from_secs(8), "waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "waited {:?}",
+        t.elapsed()
+    );
     // An operation that does not exist in a ready namespace is still `not_found` at once.
     let t = Instant::now();
     let r = call_one(&client, "slow.nope", json!({})).await;
