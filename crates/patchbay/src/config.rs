@@ -53,6 +53,93 @@ pub struct Config {
     /// `[[policy]]`: rule sets deciding what each actor may see and call (docs/security.md).
     #[serde(default)]
     pub policy: Vec<RuleSet>,
+    /// `[store]`: where actors, tokens, bindings, secrets and the audit log are kept.
+    pub store: Option<StoreConfig>,
+    /// `[audit]`: the record of every call.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[store]`: the embedded SQLite database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Database file, created (with its folders) on first start. Default
+    /// `$XDG_DATA_HOME/patchbay/patchbay.db` (`~/.local/share/patchbay/patchbay.db`).
+    pub path: Option<PathBuf>,
+    /// File holding the 32-byte key (64 hex digits or base64) that encrypts secrets at rest.
+    /// Default: the environment variable `PATCHBAY_SECRET_KEY`; without either, secrets can be
+    /// neither set nor read (everything else works).
+    pub secret_key_file: Option<PathBuf>,
+}
+
+/// `[audit]`: every call is recorded (who, how, what, how long, outcome, sizes) when a store
+/// is in use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Record calls at all. Default `true` (when a store is in use).
+    pub enabled: bool,
+    /// Keep each call's input and result too (they may hold personal data). Default `false`.
+    pub payloads: bool,
+    /// Records older than this are deleted (checked hourly). Default `90d`.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// At most this many records are kept (the oldest go first). Default 1000000.
+    pub max_rows: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            payloads: false,
+            retention: Duration::from_secs(90 * 24 * 3600),
+            max_rows: 1_000_000,
+        }
+    }
+}
+
+/// Where the hub keeps its data by default: `$XDG_DATA_HOME/patchbay`, else
+/// `~/.local/share/patchbay`, else `./.patchbay`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".local").join("share")))
+        .map(|d| d.join("patchbay"))
+        .unwrap_or_else(|| PathBuf::from(".patchbay"))
+}
+
+impl Config {
+    /// Whether this configuration uses the store: it has `[store]` or `[auth]` (stored tokens
+    /// and bindings live there).
+    pub fn uses_store(&self) -> bool {
+        self.store.is_some() || self.auth.is_some()
+    }
+
+    /// The database file.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .as_ref()
+            .and_then(|s| s.path.clone())
+            .unwrap_or_else(|| data_dir().join("patchbay.db"))
+    }
+
+    /// The `[auth]` section with the hub key defaulting to `hub-key.pem` beside the database,
+    /// so `bind create` and `serve` agree on it.
+    pub fn auth_with_defaults(&self) -> AuthConfig {
+        let mut auth = self.auth.clone().unwrap_or_default();
+        if auth.hub_key.is_none() {
+            let dir = self
+                .store_path()
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            auth.hub_key = Some(dir.join("hub-key.pem"));
+        }
+        auth
+    }
 }
 
 /// `[server]`: the hub's own settings.

@@ -15,12 +15,17 @@ use patchbay_server::{HubState, access::Access};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    store_link::{self, Audit, StoreLookup},
+};
 
 pub struct Hub {
     pub state: Arc<HubState>,
     pub shutdown: CancellationToken,
     supervisors: Vec<JoinHandle<()>>,
+    /// The audit writer, flushed on stop.
+    audit: Option<Arc<Audit>>,
 }
 
 impl Hub {
@@ -70,7 +75,7 @@ impl Hub {
                 startup_grace: config.server.startup_grace,
             },
         );
-        let access = access(config)?;
+        let (access, audit) = access(config)?;
         let state = Arc::new(HubState::with_access(
             dispatcher,
             config.server.expose,
@@ -80,6 +85,7 @@ impl Hub {
             state,
             shutdown,
             supervisors,
+            audit,
         })
     }
 
@@ -123,20 +129,40 @@ impl Hub {
         for task in self.supervisors {
             let _ = task.await;
         }
+        if let Some(audit) = self.audit {
+            audit.close().await;
+        }
     }
 }
 
-/// Authentication and policy from the configuration.
-fn access(config: &Config) -> anyhow::Result<Access> {
+/// Authentication, policy and audit from the configuration.
+fn access(config: &Config) -> anyhow::Result<(Access, Option<Arc<Audit>>)> {
+    let store = if config.uses_store() {
+        Some(store_link::open(config)?)
+    } else {
+        None
+    };
     let authenticator = match &config.auth {
         None => None,
-        Some(auth) => Some(Arc::new(
-            Authenticator::new(auth, None).context("in [auth]")?,
-        )),
+        Some(_) => {
+            let lookup = store
+                .clone()
+                .map(|s| Arc::new(StoreLookup(s)) as Arc<dyn patchbay_identity::TokenLookup>);
+            Some(Arc::new(
+                Authenticator::new(&config.auth_with_defaults(), lookup).context("in [auth]")?,
+            ))
+        }
     };
-    Ok(Access {
+    let audit = match &store {
+        Some(store) if config.audit.enabled => Some(Audit::start(store.clone(), &config.audit)),
+        _ => None,
+    };
+    let access = Access {
         authenticator,
         rules: Arc::new(Rules::new(config.policy.clone())),
-        audit: None,
-    })
+        audit: audit
+            .clone()
+            .map(|a| a as Arc<dyn patchbay_server::access::AuditFor>),
+    };
+    Ok((access, audit))
 }

@@ -1,8 +1,10 @@
 //! The `patchbay` command line.
 
+mod admin;
 mod config;
 mod hub;
 mod ops;
+mod store_link;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -32,7 +34,7 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Configuration file (TOML, or mcpServers JSON).
     #[arg(
         long,
@@ -83,6 +85,16 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Manage actors: the callers the hub knows (`actor add|list|disable|enable`).
+    Actor(admin::ActorArgs),
+    /// Manage bearer tokens of actors (`token issue|list|revoke`).
+    Token(admin::TokenArgs),
+    /// Bind a vendor's devices to an actor (`bind create|list|revoke`).
+    Bind(admin::BindArgs),
+    /// Manage actors' secrets, encrypted at rest (`secret set|list|delete`).
+    Secret(admin::SecretArgs),
+    /// Read the audit log (`audit tail|query|tree`).
+    Audit(admin::AuditArgs),
     /// Run the built-in demo MCP server on stdio (the embedded configuration's upstream).
     DemoServer {
         /// Options of the demo server; see `patchbay demo-server -- --help`.
@@ -182,6 +194,11 @@ async fn run(job: Job) -> anyhow::Result<i32> {
         Job::Stdio(config, token) => stdio(config, token).await,
         Job::Other(Command::Ops(args)) => ops::run(args).await,
         Job::Other(Command::Check { config }) => check(config).await,
+        Job::Other(Command::Actor(args)) => admin::actor(args).await,
+        Job::Other(Command::Token(args)) => admin::token(args).await,
+        Job::Other(Command::Bind(args)) => admin::bind(args).await,
+        Job::Other(Command::Secret(args)) => admin::secret(args).await,
+        Job::Other(Command::Audit(args)) => admin::audit(args).await,
         Job::Other(_) => unreachable!("serve, stdio and demo-server are handled before"),
     }
 }

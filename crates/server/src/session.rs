@@ -13,7 +13,8 @@ use std::{
 };
 
 use patchbay_core::{
-    AllowAll, AuditSink, CallNode, Caller, Dispatcher, HubEvent, Policy, Progress, ProgressSink,
+    AllowAll, AuditSink, CallNode, CallRecord, Caller, Dispatcher, HubEvent, Policy, Progress,
+    ProgressSink,
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
@@ -320,8 +321,52 @@ impl Session {
         matches!(self.hub.expose, Expose::Direct | Expose::Both)
     }
 
-    /// Runs tool `name` of this session's surface under `root`.
+    /// Runs tool `name` of this session's surface under `root`, and records it (as the root of
+    /// the calls it makes) when the caller is audited.
     pub(crate) async fn run_tool(
+        &self,
+        name: String,
+        args: Option<JsonObject>,
+        root: &CallNode,
+        caller: Caller,
+    ) -> Result<CallToolResult, ErrorData> {
+        let Some(audit) = caller.audit.clone() else {
+            return self.run_surface_tool(name, args, root, caller).await;
+        };
+        let started = std::time::SystemTime::now();
+        let clock = Instant::now();
+        let bytes_in = args
+            .as_ref()
+            .map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len() as u64));
+        let input = audit
+            .wants_payloads()
+            .then(|| args.clone().map(serde_json::Value::Object))
+            .flatten();
+        let operation = name.clone();
+        let outcome = self.run_surface_tool(name, args, root, caller).await;
+        let (code, output) = match &outcome {
+            Ok(r) if r.is_error == Some(true) => ("tool_error", serde_json::to_value(r).ok()),
+            Ok(r) => ("ok", serde_json::to_value(r).ok()),
+            Err(e) => ("invalid_input", serde_json::to_value(e).ok()),
+        };
+        audit.record(CallRecord {
+            operation,
+            call_id: root.id,
+            parent: root.parent,
+            started,
+            duration: clock.elapsed(),
+            outcome: code.to_owned(),
+            bytes_in,
+            bytes_out: output
+                .as_ref()
+                .map_or(0, |o| serde_json::to_vec(o).map_or(0, |v| v.len() as u64)),
+            input,
+            output: output.filter(|_| audit.wants_payloads()),
+        });
+        outcome
+    }
+
+    async fn run_surface_tool(
         &self,
         name: String,
         args: Option<JsonObject>,
