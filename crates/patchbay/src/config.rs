@@ -540,7 +540,7 @@ fn expand(
             return Err(ConfigError::Upstream {
                 upstream,
                 message: format!(
-                    "`${{{var}}}` in {field}: actor secrets need identity, which this build does not have yet"
+                    "`${{{var}}}` in {field}: per-caller secrets in upstream settings are not supported yet (secrets can be stored with `patchbay secret set`; see docs/security.md)"
                 ),
             });
         }
