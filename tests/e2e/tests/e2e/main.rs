@@ -4,6 +4,7 @@ mod bad_input;
 mod cancellation;
 mod config_cli;
 mod conformance;
+mod credentials;
 mod fast_path;
 mod hub_basics;
 mod interop;
