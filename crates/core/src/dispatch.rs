@@ -26,6 +26,8 @@ pub struct Caller {
     pub progress: Option<ProgressSink>,
     pub client: Option<Arc<dyn ClientChannel>>,
     pub audit: Option<Arc<dyn AuditSink>>,
+    /// The authenticated actor, if any.
+    pub actor: Option<Arc<str>>,
 }
 
 /// Settings of the dispatcher.
@@ -79,14 +81,14 @@ impl Dispatcher {
     }
 
     /// Runs a batch concurrently (bounded); outcomes come back in input order, each independent.
-    /// `progress_for(i)` gives the progress sink of the batch's `i`th call.
+    /// Every call goes to `caller`'s client, audit and actor; `progress_for(i)` gives the
+    /// progress sink of the batch's `i`th call.
     pub async fn call_batch(
         &self,
         policy: &dyn Policy,
         calls: Vec<CallRequest>,
         parent: &CallNode,
-        client: Option<Arc<dyn ClientChannel>>,
-        audit: Option<Arc<dyn AuditSink>>,
+        caller: Caller,
         progress_for: impl Fn(usize) -> Option<ProgressSink>,
     ) -> Vec<CallOutcome> {
         let concurrency = self.settings.batch_concurrency.max(1);
@@ -94,8 +96,7 @@ impl Dispatcher {
             .map(|(i, req)| {
                 let caller = Caller {
                     progress: progress_for(i),
-                    client: client.clone(),
-                    audit: audit.clone(),
+                    ..caller.clone()
                 };
                 self.call(policy, req.operation, req.input, parent, caller)
             })
@@ -237,6 +238,7 @@ impl Dispatcher {
         request: ClientRequest,
         parent: &CallNode,
         client: Option<Arc<dyn ClientChannel>>,
+        actor: Option<Arc<str>>,
     ) -> Result<ServerResult, ForwardError> {
         let mut route = route.clone();
         if route.state == UpstreamState::Starting {
@@ -253,6 +255,7 @@ impl Dispatcher {
             progress: None,
             client,
             audit: None,
+            actor,
         };
         self.run(route, parent, CallId::next(), caller, |provider, ctx| {
             provider.forward(request, ctx)
@@ -289,6 +292,7 @@ impl Dispatcher {
             ct: node.ct.clone(),
             progress: caller.progress,
             client: caller.client,
+            actor: caller.actor,
         };
         let work = start(route.provider.as_ref(), ctx);
         tokio::pin!(work);
@@ -398,7 +402,16 @@ mod tests {
             },
         ];
         let outcomes = dispatcher
-            .call_batch(&AllowAll, calls, &root, None, Some(kept.clone()), |_| None)
+            .call_batch(
+                &AllowAll,
+                calls,
+                &root,
+                Caller {
+                    audit: Some(kept.clone()),
+                    ..Caller::default()
+                },
+                |_| None,
+            )
             .await;
         assert!(outcomes[0].is_ok() && outcomes[1].is_err());
         let records = kept.0.lock().unwrap();

@@ -60,6 +60,8 @@ pub struct CallContext {
     /// The client that made the call, for the upstream's requests back to it; `None` when the
     /// caller cannot be asked anything (the upstream then gets an error at once).
     pub client: Option<Arc<dyn ClientChannel>>,
+    /// The authenticated actor making the call, for upstreams whose settings depend on it.
+    pub actor: Option<Arc<str>>,
 }
 
 /// Talks to one source of operations.

@@ -9,8 +9,9 @@ use std::{
 
 use patchbay_core::RuleSet;
 use patchbay_identity::AuthConfig;
-use patchbay_providers::Sharing;
+use patchbay_providers::{ActorValue, Sharing};
 use patchbay_server::Expose;
+use patchbay_store::is_valid_name;
 use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, thiserror::Error)]
@@ -536,13 +537,27 @@ fn expand(
             Some((v, d)) => (v, Some(d)),
             None => (spec, None),
         };
-        if var.starts_with("actor.") {
-            return Err(ConfigError::Upstream {
-                upstream,
-                message: format!(
-                    "`${{{var}}}` in {field}: per-caller secrets in upstream settings are not supported yet (secrets can be stored with `patchbay secret set`; see docs/security.md)"
-                ),
-            });
+        if let Some(what) = var.strip_prefix("actor.") {
+            // Filled per caller when the upstream is used (one connection per actor).
+            let in_env_or_headers = field.starts_with("env.") || field.starts_with("headers.");
+            let placeholder = match what.strip_prefix("secret.") {
+                Some(name) if in_env_or_headers && is_valid_name(name) => {
+                    ActorValue::Secret(name.to_owned()).placeholder()
+                }
+                None if in_env_or_headers && what == "name" => ActorValue::Name.placeholder(),
+                _ => {
+                    return Err(ConfigError::Upstream {
+                        upstream,
+                        message: format!(
+                            "`${{{var}}}` in {field}: only `${{actor.name}}` and \
+                             `${{actor.secret.NAME}}` are known, and only in env and headers"
+                        ),
+                    });
+                }
+            };
+            out.push_str(&placeholder);
+            rest = &body[end + 1..];
+            continue;
         }
         match lookup(var).or_else(|| default.map(str::to_owned)) {
             Some(v) => out.push_str(&v),

@@ -9,7 +9,7 @@ use patchbay_core::{
 };
 use patchbay_identity::Authenticator;
 use patchbay_providers::{
-    HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream,
+    ActorSecrets, HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream,
 };
 use patchbay_server::{HubState, access::Access};
 use tokio::task::JoinHandle;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    store_link::{self, Audit, StoreLookup},
+    store_link::{self, Audit, StoreLookup, StoreSecrets},
 };
 
 pub struct Hub {
@@ -33,6 +33,14 @@ impl Hub {
     pub fn start(config: &Config) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let shutdown = CancellationToken::new();
+        let store = if config.uses_store() {
+            Some(store_link::open(config)?)
+        } else {
+            None
+        };
+        let secrets = store
+            .clone()
+            .map(|s| Arc::new(StoreSecrets(s)) as Arc<dyn ActorSecrets>);
         let mut supervisors = Vec::new();
         for (namespace, up) in config.upstreams.iter().filter(|(_, u)| u.enabled) {
             let transport = match (&up.command, &up.url) {
@@ -64,6 +72,7 @@ impl Hub {
                 spec,
                 provider,
                 handle,
+                secrets.clone(),
                 shutdown.child_token(),
             ));
         }
@@ -75,7 +84,7 @@ impl Hub {
                 startup_grace: config.server.startup_grace,
             },
         );
-        let (access, audit) = access(config)?;
+        let (access, audit) = access(config, store)?;
         let state = Arc::new(HubState::with_access(
             dispatcher,
             config.server.expose,
@@ -136,12 +145,10 @@ impl Hub {
 }
 
 /// Authentication, policy and audit from the configuration.
-fn access(config: &Config) -> anyhow::Result<(Access, Option<Arc<Audit>>)> {
-    let store = if config.uses_store() {
-        Some(store_link::open(config)?)
-    } else {
-        None
-    };
+fn access(
+    config: &Config,
+    store: Option<Arc<dyn patchbay_store::Store>>,
+) -> anyhow::Result<(Access, Option<Arc<Audit>>)> {
     let authenticator = match &config.auth {
         None => None,
         Some(_) => {

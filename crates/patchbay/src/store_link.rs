@@ -7,6 +7,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use patchbay_core::{AuditSink, CallRecord};
 use patchbay_identity::{AuthError, Credential, Identity, TokenLookup};
+use patchbay_providers::ActorSecrets;
 use patchbay_server::access::{AuditFor, Authenticated};
 use patchbay_store::{
     AuditRecord, AuditWriter, AuditWriterConfig, Retention, SecretKey, SqliteConfig, SqliteStore,
@@ -67,6 +68,24 @@ impl TokenLookup for StoreLookup {
 
     fn binding_active<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move { matches!(self.0.active_binding(id).await, Ok(Some(_))) })
+    }
+}
+
+/// Actors' secrets, for upstreams whose settings use `${actor.secret.NAME}`.
+pub struct StoreSecrets(pub Arc<dyn Store>);
+
+impl ActorSecrets for StoreSecrets {
+    fn secret<'a>(
+        &'a self,
+        actor: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            match self.0.secret(actor, name).await {
+                Ok(value) => Ok(value.map(|v| v.expose().to_owned())),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! fetches the catalog into the registry, re-lists on `list_changed`, and reconnects with
 //! capped exponential backoff when the connection ends.
 
+mod actor_values;
 mod backoff;
 mod client;
 mod http;
@@ -13,6 +14,7 @@ mod sse;
 mod stdio;
 mod supervisor;
 
+pub use actor_values::{ActorSecrets, ActorValue, depends_on_actor};
 pub use backoff::Backoff;
 pub use http::HttpSpec;
 pub use mcp::McpProvider;

@@ -60,10 +60,11 @@ impl McpProvider {
         ctx: &CallContext,
     ) -> BoxFuture<'static, Result<Option<Connection>, ForwardError>> {
         let shared = self.current();
-        let own = self.sessions.get().cloned().zip(ctx.client.clone());
+        let own = self.sessions.get().cloned();
+        let ctx = ctx.clone();
         Box::pin(async move {
             match own {
-                Some((sessions, client)) => sessions.connection(&client).await.map(Some),
+                Some(sessions) => Ok(sessions.connection(&ctx).await?.or(shared)),
                 None => Ok(shared),
             }
         })

@@ -13,11 +13,12 @@ use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    actor_values::{ActorSecrets, depends_on_actor, fill},
     backoff::Backoff,
     client::UpstreamClient,
     http::{self, HttpSpec},
     mcp::{Connection, McpProvider},
-    sessions::SessionConnections,
+    sessions::{Keying, SessionConnections},
     stdio::{self, StdioSpec, kill_group},
 };
 
@@ -85,11 +86,20 @@ pub fn start_upstream(
     spec: UpstreamSpec,
     provider: Arc<McpProvider>,
     handle: NamespaceHandle,
+    secrets: Option<Arc<dyn ActorSecrets>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    if spec.sharing == Sharing::Session {
+    let keying = if depends_on_actor(&spec.transport) {
+        Some(Keying::Actor(secrets))
+    } else if spec.sharing == Sharing::Session {
+        Some(Keying::Session)
+    } else {
+        None
+    };
+    if let Some(keying) = keying {
         provider.serve_sessions(SessionConnections::new(
             &spec,
+            keying,
             handle.clone(),
             shutdown.clone(),
         ));
@@ -193,6 +203,14 @@ pub(crate) async fn connect(
     transport: &UpstreamTransport,
     client: UpstreamClient,
 ) -> Result<Live, String> {
+    // The shared connection has no caller: values that depend on one are left empty.
+    let filled;
+    let transport = if depends_on_actor(transport) {
+        filled = fill(transport, None, None).await?;
+        &filled
+    } else {
+        transport
+    };
     match transport {
         UpstreamTransport::Stdio(s) => stdio::connect(s, client).await.map(Live::Stdio),
         UpstreamTransport::Http(h) => http::connect(h, client).await.map(Live::Http),

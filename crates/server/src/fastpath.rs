@@ -177,6 +177,7 @@ impl FastPath {
                 progress: None,
                 client: Some(link.channel(None)),
                 audit: who.audit.clone(),
+                actor: who.actor.clone(),
             };
             Session::for_who(hub, who)
                 .run_tool(name, args, &root, caller)

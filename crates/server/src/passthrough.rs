@@ -48,6 +48,7 @@ impl Session {
                 request,
                 &root,
                 Some(link.channel(Some(context.id.clone()))),
+                self.actor(),
             )
             .await
             .map_err(to_error_data)
@@ -278,7 +279,10 @@ impl Subscriptions {
                 let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                     UnsubscribeRequestParams::new(uri),
                 ));
-                let _ = hub.dispatcher.forward(&route, request, &root, None).await;
+                let _ = hub
+                    .dispatcher
+                    .forward(&route, request, &root, None, None)
+                    .await;
             }
         });
     }

@@ -83,6 +83,8 @@ pub struct Session {
 #[derive(Clone)]
 pub(crate) struct Who {
     pub(crate) key: Option<Identity>,
+    /// The actor's name, for upstreams whose settings depend on the caller.
+    pub(crate) actor: Option<Arc<str>>,
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
 }
@@ -172,6 +174,7 @@ impl Session {
         });
         Who {
             key: identity.cloned(),
+            actor: identity.map(|i| Arc::from(i.actor.as_str())),
             policy: access.policy_for(identity),
             audit,
         }
@@ -288,6 +291,11 @@ impl Session {
         link
     }
 
+    /// The actor established by `admit`, if the hub authenticates.
+    pub(crate) fn actor(&self) -> Option<Arc<str>> {
+        self.state.who.get().and_then(|w| w.actor.clone())
+    }
+
     /// The policy established by `admit` (everything, before it or without authentication:
     /// `admit` refuses requests before they get here when authentication is required).
     pub(crate) fn policy(&self) -> Arc<dyn Policy> {
@@ -310,6 +318,7 @@ impl Session {
             progress,
             client: Some(link.channel(Some(context.id.clone()))),
             audit: who.audit.clone(),
+            actor: who.actor.clone(),
         }
     }
 

@@ -332,6 +332,7 @@ pub async fn call(
     let names: Vec<String> = args.calls.iter().map(|c| c.tool.clone()).collect();
     let batch_progress = caller
         .progress
+        .clone()
         .map(|sink| BatchProgress::new(sink, names.len()));
     let requests = args
         .calls
@@ -342,9 +343,13 @@ pub async fn call(
         })
         .collect();
     let outcomes = dispatcher
-        .call_batch(policy, requests, root, caller.client, caller.audit, |i| {
-            batch_progress.as_ref().map(|b| b.sink_for(i))
-        })
+        .call_batch(
+            policy,
+            requests,
+            root,
+            caller,
+            |i| batch_progress.as_ref().map(|b| b.sink_for(i)),
+        )
         .await;
     render_batch(&names, outcomes)
 }

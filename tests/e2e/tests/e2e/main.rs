@@ -1,5 +1,6 @@
 //! One test binary for every end-to-end area.
 
+mod actor_secrets;
 mod bad_input;
 mod cancellation;
 mod config_cli;
