@@ -9,6 +9,7 @@ mod credentials;
 mod fast_path;
 mod hub_basics;
 mod interop;
+mod isolation;
 mod jwt;
 mod protocol;
 mod resumption;
