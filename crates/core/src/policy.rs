@@ -185,7 +185,8 @@ impl Policy for ActorPolicy {
 
     fn sees_namespace(&self, namespace: &str) -> bool {
         let prefix = format!("{namespace}.");
-        self.allow.iter().any(|p| p.may_match_prefix(&prefix))
+        !self.deny.iter().any(|p| p.covers_prefix(&prefix))
+            && self.allow.iter().any(|p| p.may_match_prefix(&prefix))
             && self
                 .vendor_allow
                 .as_ref()
@@ -212,6 +213,14 @@ impl Pattern {
     fn matches(&self, name: &str) -> bool {
         let name: Vec<char> = name.chars().collect();
         glob(&self.0, &name)
+    }
+
+    /// Whether every name starting with `prefix` matches: the pattern is a literal head that
+    /// `prefix` starts with, followed by a lone `*` (`conf.*`, `co*`, `*`).
+    fn covers_prefix(&self, prefix: &str) -> bool {
+        let head: String = self.0.iter().take_while(|c| !matches!(c, '*' | '?')).collect();
+        let rest = &self.0[head.chars().count()..];
+        rest == ['*'] && prefix.starts_with(&head)
     }
 
     /// Whether some name starting with `prefix` could match: the pattern's literal head
@@ -371,6 +380,20 @@ mod tests {
         assert!(bob.allows("db.query", false) && !bob.allows("fs.read", true));
         let eve = rules.policy_for(who("eve", &[], None));
         assert!(!eve.allows("github.create_issue", true) && !eve.sees_namespace("github"));
+    }
+
+    #[test]
+    fn denying_a_whole_namespace_hides_it() {
+        let rules = Rules::new(vec![set(
+            serde_json::json!({"allow": ["*"], "deny": ["conf.*", "x*"]}),
+        )]);
+        let p = rules.policy_for(who("a", &[], None));
+        assert!(!p.sees_namespace("conf") && !p.sees_namespace("xyz"));
+        assert!(p.sees_namespace("github"));
+        let partial = Rules::new(vec![set(
+            serde_json::json!({"allow": ["*"], "deny": ["conf.delete_*"]}),
+        )]);
+        assert!(partial.policy_for(who("a", &[], None)).sees_namespace("conf"));
     }
 
     #[test]

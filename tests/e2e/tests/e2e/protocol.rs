@@ -1530,3 +1530,79 @@ async fn stdio_front_door_relays_sampling_and_elicitation() {
     );
     client.cancel().await.unwrap();
 }
+
+// ---- Requests before initialize; answers that come too late ----
+
+#[tokio::test]
+async fn requests_before_initialize_get_an_error_and_the_session_carries_on() {
+    let ws = Workspace::new();
+    let config = ws.write("patchbay.toml", &fixture_upstream("fx", &[], ""));
+
+    // stdio: a request before `initialize` is answered with an error for its id (a client of
+    // the stateless 2026-07-28 revision must name its version per request), and the session
+    // can still be initialized and used.
+    let mut raw = RawStdio::start(&config).await;
+    let early = raw.request(1, "tools/list", json!({})).await;
+    assert!(early["error"]["code"].is_i64(), "{early}");
+    let init = raw
+        .request(
+            2,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "early", "version": "1"}}),
+        )
+        .await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+    raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    let tools = raw.request(3, "tools/list", json!({})).await;
+    assert_eq!(
+        tools["result"]["tools"].as_array().map(Vec::len),
+        Some(4),
+        "{tools}"
+    );
+    drop(raw);
+
+    // HTTP: a request with no session that is not `initialize` gets 400.
+    let hub = Hub::serve(&config).await;
+    let reply = post(
+        &hub.url,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(hub.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_sampling_answer_after_the_call_ended_is_ignored() {
+    let ws = Workspace::new();
+    let config = ws.write(
+        "patchbay.toml",
+        &format!("[server]\ncall_timeout = \"1s\"\n\n{}", conf_upstream()),
+    );
+    let hub = Hub::serve(&config).await;
+    hub.wait_all_ready(READY).await;
+    // Answers sampling after 2.5 s: the call times out at 1 s, the answer arrives later.
+    let asker = Asker::new("late", &["sampling"]).slow(Duration::from_millis(2500));
+    let client = connect(&hub.url, &asker).await;
+    let item = call_item(
+        &client,
+        "conf.test_sampling",
+        json!({"prompt": "marker-late"}),
+    )
+    .await;
+    assert!(item_failed(&item), "{item}");
+    assert_eq!(item["error"]["code"], "timeout", "{item}");
+    // The late answer reaches a hub that has forgotten the request: nothing breaks.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let item = call_item(&client, "conf.test_simple_text", json!({})).await;
+    assert_eq!(
+        item_text(&item),
+        "This is a simple text response for testing."
+    );
+    assert_eq!(asker.sampled().len(), 1, "{:?}", asker.sampled());
+    client.cancel().await.unwrap();
+    assert!(hub.stop().await.success());
+}
