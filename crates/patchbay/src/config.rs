@@ -175,6 +175,17 @@ pub struct ServerConfig {
     pub startup_grace: Duration,
     /// Threads serving requests; 0 picks half the CPU cores (at least 1). Default 0.
     pub worker_threads: usize,
+    /// Interval between the WebSocket front door's pings; a connection silent (no pong, no
+    /// frame) for two intervals is closed. Default `20s`.
+    #[serde(deserialize_with = "duration")]
+    pub ws_ping: Duration,
+    /// Largest WebSocket text frame accepted as a message, in bytes; larger ones get a
+    /// JSON-RPC error `-32600`, and frames over twice this are not read (close 1009).
+    /// Default 1048576 (1 MiB).
+    pub ws_max_message_bytes: usize,
+    /// The `key` that `/mcp_endpoint/health` requires. Default none: health then answers
+    /// only when the hub listens on a loopback address.
+    pub health_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +201,9 @@ impl Default for ServerConfig {
             batch_concurrency: 8,
             startup_grace: Duration::from_secs(10),
             worker_threads: 0,
+            ws_ping: Duration::from_secs(20),
+            ws_max_message_bytes: 1024 * 1024,
+            health_key: None,
         }
     }
 }
@@ -579,6 +593,16 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.batch_concurrency == 0 {
         return Err(ConfigError::Invalid(
             "server.batch_concurrency must be at least 1".into(),
+        ));
+    }
+    if config.server.ws_max_message_bytes < 1024 {
+        return Err(ConfigError::Invalid(
+            "server.ws_max_message_bytes must be at least 1024".into(),
+        ));
+    }
+    if config.server.ws_ping < Duration::from_secs(1) {
+        return Err(ConfigError::Invalid(
+            "server.ws_ping must be at least 1s".into(),
         ));
     }
     if config.server.max_message_bytes < 1024 {

@@ -48,7 +48,11 @@ pub(crate) struct ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the hub over Streamable HTTP at /mcp, with /healthz and /readyz.
+    /// Serve the hub over Streamable HTTP at /mcp and WebSocket at /mcp/ws, with /healthz and
+    /// /readyz.
+    ///
+    /// WebSocket: one JSON-RPC message per text frame. /mcp_endpoint/call/?token=... serves the
+    /// xiaozhi-esp32-server relay's clients, /mcp_endpoint/health?key=... its stats.
     ///
     /// Without an [auth] section the hub serves loopback addresses only: binding another
     /// address refuses to start unless --insecure-no-auth is given.
@@ -254,6 +258,14 @@ async fn serve(
         session_idle: config.server.session_idle,
         allowed_hosts: config.server.allowed_hosts.clone(),
         allowed_origins: config.server.allowed_origins.clone(),
+        websocket: patchbay_server::ws_door::SocketSettings {
+            limits: patchbay_server::websocket::SocketLimits {
+                max_message_bytes: config.server.ws_max_message_bytes,
+                ping: config.server.ws_ping,
+            },
+            health_key: config.server.health_key.clone(),
+            health_without_key: addr.ip().is_loopback(),
+        },
     };
     let http_shutdown = CancellationToken::new();
     let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone());

@@ -1,5 +1,5 @@
 //! The Streamable HTTP front door: `/mcp` (MCP), `/healthz` (alive) and `/readyz` (upstream
-//! states and operation counts).
+//! states and operation counts); it also mounts the WebSocket front door's routes (`ws_door`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +25,7 @@ use crate::{
     fastpath::{FastPath, Outcome},
     session::{HubState, Session},
     session_end::EndingSessions,
+    ws_door::{self, SocketSettings},
 };
 
 /// Settings of the HTTP front door.
@@ -39,6 +40,8 @@ pub struct HttpSettings {
     /// Accepted browser `Origin` values; `None` accepts only loopback origins. A request
     /// with no `Origin` (any non-browser client) always passes.
     pub allowed_origins: Option<Vec<String>>,
+    /// The WebSocket front door (`/mcp/ws`, `/mcp_endpoint/...`).
+    pub websocket: SocketSettings,
 }
 
 /// Origins a browser page on this machine has; anything else is a DNS-rebinding suspect.
@@ -58,6 +61,7 @@ impl Default for HttpSettings {
             session_idle: Duration::from_secs(30 * 60),
             allowed_hosts: None,
             allowed_origins: None,
+            websocket: SocketSettings::default(),
         }
     }
 }
@@ -67,7 +71,7 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(settings.session_idle);
     let mut config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(shutdown)
+        .with_cancellation_token(shutdown.clone())
         .with_max_request_body_bytes(settings.max_body_bytes);
     if let Some(hosts) = &settings.allowed_hosts {
         config = config.with_allowed_hosts(hosts.clone());
@@ -79,6 +83,14 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     .enforce_origin_validation();
     // A deleted or expired session's calls are cancelled at once (see `session_end`).
     let sessions = Arc::new(EndingSessions::new(sessions));
+    let counted = sessions.clone();
+    let sockets = ws_door::routes(
+        hub.clone(),
+        settings.websocket.clone(),
+        settings.allowed_origins.clone(),
+        shutdown.clone(),
+        move || counted.live(),
+    );
     let fast = Arc::new(FastPath::new(
         hub.clone(),
         sessions.clone(),
@@ -105,6 +117,7 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(hub)
+        .merge(sockets)
         .merge(mcp)
 }
 

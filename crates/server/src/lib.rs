@@ -1,5 +1,5 @@
-//! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio) runs
-//! a [`session::Session`] per client over the shared [`session::HubState`].
+//! Front doors and the hub surface they serve. Each front door (Streamable HTTP, stdio,
+//! WebSocket) runs a [`session::Session`] per client over the shared [`session::HubState`].
 
 pub mod access;
 mod client_link;
@@ -9,7 +9,10 @@ mod passthrough;
 pub mod session;
 pub mod session_end;
 pub mod stdio;
+pub mod summary;
 pub mod surface;
+pub mod websocket;
+pub mod ws_door;
 
 pub use session::{HubState, Session};
 pub use surface::Expose;

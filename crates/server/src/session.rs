@@ -37,6 +37,7 @@ use crate::{
     client_link::ClientLink,
     passthrough::Subscriptions,
     session_end::SessionEnd,
+    summary::Presentation,
     surface::{self, Expose, META_TOOLS},
 };
 
@@ -76,6 +77,8 @@ pub struct Session {
     /// token or disabled actor stops working on an open session too.
     credential: Option<Arc<StdioCredential>>,
     front_door: &'static str,
+    /// How tool results are shaped for this front door's clients.
+    presentation: Presentation,
 }
 
 /// The caller's policy and audit sink, fixed for the session by its first authenticated
@@ -140,13 +143,21 @@ impl Session {
             state,
             credential: None,
             front_door: "http",
+            presentation: Presentation::AsIs,
         }
     }
 
     /// A stdio session opened with `token` (checked again on each request), or without one.
     pub fn stdio(hub: Arc<HubState>, token: Option<String>) -> Self {
+        Self::for_socket(hub, token, "stdio")
+    }
+
+    /// A session of a connection authenticated once when it opened (stdio, WebSocket): it acts
+    /// with `token`, checked again on each request (at most every `RECHECK`), or without one
+    /// on a hub without authentication. `front_door` names it in the audit.
+    pub fn for_socket(hub: Arc<HubState>, token: Option<String>, front_door: &'static str) -> Self {
         let mut session = Self::new(hub);
-        session.front_door = "stdio";
+        session.front_door = front_door;
         session.credential = token.map(|token| {
             Arc::new(StdioCredential {
                 token,
@@ -154,6 +165,12 @@ impl Session {
             })
         });
         session
+    }
+
+    /// Shapes this session's tool results for its clients (see `summary`).
+    pub fn with_presentation(mut self, presentation: Presentation) -> Self {
+        self.presentation = presentation;
+        self
     }
 
     /// A session acting for `who`, already established (the HTTP fast path).
@@ -544,9 +561,10 @@ impl ServerHandler for Session {
         let (progress, forwarder) = progress_sink(context.peer.clone(), &context).unzip();
         let caller = self.caller(&context, &who, progress);
         // `run_tool` owns the sink, so it is dropped when the call ends.
-        let result = self
+        let mut result = self
             .run_tool(request.name.to_string(), request.arguments, &root, caller)
             .await?;
+        self.presentation.present(&request.name, &mut result);
         // Progress must not arrive after the result (the client would drop it, or the stream
         // carrying it is closed by then): let the forwarder send what the call reported.
         if let Some(forwarder) = forwarder {

@@ -121,6 +121,12 @@ impl<M> EndingSessions<M> {
         ends.get(id).filter(|s| !s.end.is_cancelled()).cloned()
     }
 
+    /// How many sessions are live.
+    pub(crate) fn live(&self) -> usize {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        ends.values().filter(|s| !s.end.is_cancelled()).count()
+    }
+
     fn track<T>(&self, id: &SessionId, transport: &EndingTransport<T>) {
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
         // Ended sessions are swept here rather than on every end: cheap, and bounded by the

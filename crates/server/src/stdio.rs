@@ -241,7 +241,8 @@ fn trim_line(line: &[u8]) -> &[u8] {
 
 type Rejection = (Value, i32, String);
 
-fn parse(line: &[u8]) -> Result<RxJsonRpcMessage<RoleServer>, Rejection> {
+/// Also used by the WebSocket transport: both answer bad input the same way.
+pub(crate) fn parse(line: &[u8]) -> Result<RxJsonRpcMessage<RoleServer>, Rejection> {
     let text = std::str::from_utf8(line).map_err(|e| {
         (
             Value::Null,

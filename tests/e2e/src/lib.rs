@@ -683,3 +683,109 @@ pub fn processes_mentioning(marker: &str) -> Vec<(i32, String)> {
         })
         .collect()
 }
+
+// ---- Helpers for the WebSocket front door's tests ----
+
+/// A WebSocket client connection (plain `ws://`).
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+impl Hub {
+    /// `ws://127.0.0.1:PORT` followed by `path` (e.g. `/mcp/ws`).
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
+    }
+
+    /// The hub process's resident memory, in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("hub is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Opens a WebSocket to `url`, panicking with the reason if the handshake fails.
+pub async fn ws_connect(url: &str) -> WsStream {
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("WebSocket handshake with {url} timed out"))
+    .unwrap_or_else(|e| panic!("WebSocket handshake with {url} failed: {e}"));
+    ws
+}
+
+/// Sends `value` as one text frame.
+pub async fn ws_send(ws: &mut WsStream, value: &Value) {
+    use futures::SinkExt;
+    ws.send(WsMessage::text(value.to_string()))
+        .await
+        .expect("send a frame");
+}
+
+/// The next frame that is not a ping or pong, within `limit`; `None` if the socket ended.
+pub async fn ws_next(ws: &mut WsStream, limit: Duration) -> Option<WsMessage> {
+    use futures::StreamExt;
+    tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(m)) => return Some(m),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("no frame in time")
+}
+
+/// The next JSON text frame within `limit`, panicking on anything else.
+pub async fn ws_next_json(ws: &mut WsStream, limit: Duration) -> Value {
+    match ws_next(ws, limit).await {
+        Some(WsMessage::Text(t)) => serde_json::from_str(t.as_str()).expect("a JSON text frame"),
+        other => panic!("expected a JSON text frame, got {other:?}"),
+    }
+}
+
+/// Waits for the JSON-RPC response with `id`, returning it and every message before it.
+pub async fn ws_response(ws: &mut WsStream, id: &Value, limit: Duration) -> (Value, Vec<Value>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let message = ws_next_json(ws, left).await;
+        if &message["id"] == id && message.get("method").is_none() {
+            return (message, before);
+        }
+        before.push(message);
+    }
+}
+
+/// Opens `url` and completes the MCP handshake (`initialize`, id 0, then `initialized`).
+pub async fn ws_session(url: &str) -> WsStream {
+    let mut ws = ws_connect(url).await;
+    ws_send(
+        &mut ws,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "e2e-ws", "version": "1"}}}),
+    )
+    .await;
+    let (reply, _) = ws_response(&mut ws, &serde_json::json!(0), Duration::from_secs(10)).await;
+    assert!(
+        reply["result"]["serverInfo"].is_object(),
+        "initialize: {reply}"
+    );
+    ws_send(
+        &mut ws,
+        &serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    ws
+}

@@ -17,3 +17,4 @@ mod sharing;
 mod surface;
 mod third_party;
 mod upstreams;
+mod websocket;
