@@ -218,7 +218,11 @@ impl Pattern {
     /// Whether every name starting with `prefix` matches: the pattern is a literal head that
     /// `prefix` starts with, followed by a lone `*` (`conf.*`, `co*`, `*`).
     fn covers_prefix(&self, prefix: &str) -> bool {
-        let head: String = self.0.iter().take_while(|c| !matches!(c, '*' | '?')).collect();
+        let head: String = self
+            .0
+            .iter()
+            .take_while(|c| !matches!(c, '*' | '?'))
+            .collect();
         let rest = &self.0[head.chars().count()..];
         rest == ['*'] && prefix.starts_with(&head)
     }
@@ -393,7 +397,11 @@ mod tests {
         let partial = Rules::new(vec![set(
             serde_json::json!({"allow": ["*"], "deny": ["conf.delete_*"]}),
         )]);
-        assert!(partial.policy_for(who("a", &[], None)).sees_namespace("conf"));
+        assert!(
+            partial
+                .policy_for(who("a", &[], None))
+                .sees_namespace("conf")
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub struct BindArgs {
 #[derive(Subcommand)]
 enum BindCommand {
     /// Bind a vendor's devices (a hosted LLM, a speaker) to an actor: prints a token signed by
-    /// the hub's key and the endpoint URL to paste into the vendor's console.
+    /// the hub's key and the endpoint URLs to paste into the vendor's console (MCP over
+    /// WebSocket, and Streamable HTTP).
     Create {
         #[arg(long)]
         actor: String,
@@ -277,8 +278,12 @@ pub async fn bind(args: BindArgs) -> anyhow::Result<i32> {
                 binding.id,
                 when_opt(binding.expires_at)
             );
+            let ws_base = base
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1);
             println!("token:    {token}");
-            println!("endpoint: {base}/mcp?token={token}");
+            println!("endpoint: {ws_base}/mcp/ws?token={token}");
+            println!("http:     {base}/mcp?token={token}");
         }
         BindCommand::List { actor } => {
             println!(

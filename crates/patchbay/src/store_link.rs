@@ -151,7 +151,7 @@ struct CallerAudit {
     vendor: Option<String>,
     credential: Option<String>,
     front_door: String,
-    session: Option<String>,
+    session: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AuditSink for CallerAudit {
@@ -171,7 +171,7 @@ impl AuditSink for CallerAudit {
             vendor: self.vendor.clone(),
             credential: self.credential.clone(),
             front_door: self.front_door.clone(),
-            session: self.session.clone(),
+            session: self.session.get().cloned(),
             operation: r.operation,
             call_id: r.call_id.to_string(),
             parent_call_id: r.parent.map(|p| p.to_string()),

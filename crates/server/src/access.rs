@@ -18,8 +18,9 @@ pub struct Authenticated {
     pub identity: Identity,
     /// `stdio`, `http`, ...
     pub front_door: &'static str,
-    /// The front door's session id, when it has one.
-    pub session: Option<String>,
+    /// The front door's session id, when it has one: known only from the session's second
+    /// request on (an HTTP session gets its id in the answer to `initialize`).
+    pub session: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Authentication and policy for a hub.

@@ -236,17 +236,31 @@ struct ReadyQuery {
 async fn readyz(
     State(hub): State<Arc<HubState>>,
     Query(q): Query<ReadyQuery>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
 ) -> impl IntoResponse {
     let registry = hub.dispatcher.registry();
     let upstreams = registry.statuses();
     let all_ready = upstreams
         .iter()
         .all(|s| s.state == patchbay_core::UpstreamState::Ready);
-    let body = json!({
-        "ready": all_ready,
-        "operations": registry.len(),
-        "upstreams": upstreams,
-    });
+    // With authentication on, which upstreams exist is for authenticated callers only; a load
+    // balancer still gets the verdict.
+    let details = !hub.access.requires_auth() || {
+        match http_credential(&headers, &uri) {
+            Ok(token) => hub.access.authenticate(&token).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    let body = if details {
+        json!({
+            "ready": all_ready,
+            "operations": registry.len(),
+            "upstreams": upstreams,
+        })
+    } else {
+        json!({ "ready": all_ready })
+    };
     let status = if q.strict.is_some() && !all_ready {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -85,6 +85,8 @@ pub struct Session {
 /// request: a session never changes hands.
 #[derive(Clone)]
 pub(crate) struct Who {
+    /// The front door's id of the session, once known (for the audit).
+    pub(crate) session_id: Arc<OnceLock<String>>,
     pub(crate) key: Option<Identity>,
     /// The actor's name, for upstreams whose settings depend on the caller.
     pub(crate) actor: Option<Arc<str>>,
@@ -182,14 +184,19 @@ impl Session {
 
     fn who_for(&self, identity: Option<&Identity>, session: Option<String>) -> Who {
         let access = &self.hub.access;
+        let session_id = Arc::new(OnceLock::new());
+        if let Some(s) = session {
+            let _ = session_id.set(s);
+        }
         let audit = identity.and_then(|id| {
             access.audit_for(&Authenticated {
                 identity: id.clone(),
                 front_door: self.front_door,
-                session,
+                session: session_id.clone(),
             })
         });
         Who {
+            session_id,
             key: identity.cloned(),
             actor: identity.map(|i| Arc::from(i.actor.as_str())),
             policy: access.policy_for(identity),
@@ -232,7 +239,12 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let who = match (identity, self.state.who.get()) {
-            (Some(id), Some(who)) if who.key.as_ref() == Some(&id) => who.clone(),
+            (Some(id), Some(who)) if who.key.as_ref() == Some(&id) => {
+                if let Some(s) = session {
+                    let _ = who.session_id.set(s);
+                }
+                who.clone()
+            }
             (Some(_), Some(_)) => {
                 return Err(ErrorData::invalid_request(
                     "this session belongs to another caller; initialize a session of your own",
@@ -519,6 +531,17 @@ impl ServerHandler for Session {
             "Patchbay hub: every upstream operation is a tool named namespace.tool.".into()
         });
         info
+    }
+
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, ErrorData> {
+        // The session belongs to whoever opens it, from this first message on.
+        self.admit(&context.extensions).await?;
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
     }
 
     async fn list_tools(

@@ -162,8 +162,10 @@ fn summary(description: &str) -> String {
     format!("{}…", cut.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-fn status_json(s: &NamespaceStatus) -> Value {
-    let mut v = json!({"namespace": s.namespace, "state": s.state, "operations": s.operations});
+/// A namespace's status as a caller sees it: `visible` is how many of its operations that
+/// caller may use (never the upstream's total, which would tell of hidden operations).
+fn status_json(s: &NamespaceStatus, visible: usize) -> Value {
+    let mut v = json!({"namespace": s.namespace, "state": s.state, "operations": visible});
     if let Some(d) = &s.detail {
         v["detail"] = json!(d);
     }
@@ -217,17 +219,19 @@ pub fn list(
     }
     // Namespaces whose upstream is not ready are shown, so an agent knows why something is missing.
     // Namespaces with nothing visible to this caller are left out, so nothing leaks.
-    let with_ops: std::collections::HashSet<&str> =
-        ops.iter().map(|op| op.namespace.as_str()).collect();
+    let mut with_ops: std::collections::HashMap<&str, usize> = Default::default();
+    for op in ops.iter() {
+        *with_ops.entry(op.namespace.as_str()).or_default() += 1;
+    }
     let visible: Vec<Value> = registry
         .statuses()
         .iter()
         .filter(|s| {
-            with_ops.contains(s.namespace.as_str())
+            with_ops.contains_key(s.namespace.as_str())
                 || (s.operations == 0 && policy.sees_namespace(&s.namespace))
         })
         .filter(|s| args.namespace.as_ref().is_none_or(|n| n == &s.namespace))
-        .map(status_json)
+        .map(|s| status_json(s, with_ops.get(s.namespace.as_str()).copied().unwrap_or(0)))
         .collect();
     out["namespaces"] = json!(visible);
     answer(out)
@@ -343,13 +347,9 @@ pub async fn call(
         })
         .collect();
     let outcomes = dispatcher
-        .call_batch(
-            policy,
-            requests,
-            root,
-            caller,
-            |i| batch_progress.as_ref().map(|b| b.sink_for(i)),
-        )
+        .call_batch(policy, requests, root, caller, |i| {
+            batch_progress.as_ref().map(|b| b.sink_for(i))
+        })
         .await;
     render_batch(&names, outcomes)
 }

@@ -215,7 +215,7 @@ async fn ops_against_a_config() {
     let (code, out, _) = run(ops(&["--json", "list"])).await;
     assert_eq!(code, Some(0));
     let v = json_out(&out);
-    assert_eq!(v["operations"].as_array().unwrap().len(), 12, "{v}");
+    assert_eq!(v["operations"].as_array().unwrap().len(), 13, "{v}");
 
     let (code, out, _) = run(ops(&["search", "echo", "text", "back", "--json"])).await;
     assert_eq!(code, Some(0));

@@ -685,8 +685,10 @@ async fn a_binding_acts_for_its_actor_through_its_vendor() {
             .map(|v| v.trim().to_owned())
             .unwrap_or_else(|| panic!("no `{name}` line in {out}"))
     };
-    let (token, endpoint) = (field("token:"), field("endpoint:"));
+    let (token, endpoint, ws_endpoint) = (field("token:"), field("http:"), field("endpoint:"));
     assert_eq!(endpoint, format!("{}?token={token}", hub.url), "{out}");
+    let ws_url = hub.url.replacen("http://", "ws://", 1);
+    assert_eq!(ws_endpoint, format!("{ws_url}/ws?token={token}"), "{out}");
     let listed = s.pb(&["bind", "list"]).await;
     let binding_id = listed
         .lines()

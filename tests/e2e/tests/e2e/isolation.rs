@@ -1246,8 +1246,6 @@ async fn isolation_matrix_over_stdio() {
 /// `list` reports, per namespace, how many operations it holds: only the ones the caller may
 /// see, or the forbidden ones could be counted.
 #[tokio::test]
-#[ignore = "hub bug: `list` reports each namespace's total operation count, forbidden \
-            operations included"]
 async fn list_counts_only_what_the_caller_may_see() {
     let ws = Workspace::new();
     let config = matrix_config(&ws);
@@ -1605,8 +1603,6 @@ async fn http_refuses_missing_and_wrong_tokens_and_foreign_sessions() {
 /// The caller that opens a session owns it from its `initialize` on: another identity cannot
 /// take it over by being the first to use it.
 #[tokio::test]
-#[ignore = "hub bug: a session is owned by the first identity that sends anything after \
-            `initialize` (its notifications/initialized), not by the one that initialized it"]
 async fn a_session_belongs_to_whoever_initialized_it() {
     let ws = Workspace::new();
     let hub = Hub::serve(&two_actor_config(&ws)).await;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const READY: Duration = Duration::from_secs(30);
 /// Tools every fixture has (echo, add, sleep, crash, large, image, mixed, progress, fail, env,
 /// add_tool, pid).
-const FIXTURE_BUILTINS: usize = 12;
+const FIXTURE_BUILTINS: usize = 13;
 
 fn structured(r: &rmcp::model::CallToolResult) -> Value {
     r.structured_content
