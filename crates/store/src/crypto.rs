@@ -12,6 +12,9 @@ use crate::{SecretKey, SecretString, StoreError};
 /// What every token secret starts with, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "pb_";
 
+/// What every dial-in provider's token starts with (`patchbay provider add`).
+pub const PROVIDER_TOKEN_PREFIX: &str = "pbp_";
+
 /// Random bytes in a token secret.
 const TOKEN_BYTES: usize = 32;
 
@@ -51,10 +54,16 @@ pub(crate) fn random_id(prefix: &str) -> Result<String, StoreError> {
 
 /// A new token secret (`pb_` + base64url of 32 random bytes) and the hash to store.
 pub(crate) fn mint_token() -> Result<(SecretString, [u8; 32]), StoreError> {
+    let minted = mint_secret(TOKEN_PREFIX)?;
+    debug_assert_eq!(minted.0.expose().len(), TOKEN_LEN);
+    Ok(minted)
+}
+
+/// A new secret (`prefix` + base64url of 32 random bytes) and the hash to store.
+pub(crate) fn mint_secret(prefix: &str) -> Result<(SecretString, [u8; 32]), StoreError> {
     let mut bytes = [0u8; TOKEN_BYTES];
     fill_random(&mut bytes)?;
-    let secret = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    debug_assert_eq!(secret.len(), TOKEN_LEN);
+    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
     let hash = hash_token(&secret);
     Ok((SecretString::new(secret), hash))
 }

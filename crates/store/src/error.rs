@@ -18,6 +18,12 @@ pub enum StoreError {
     #[error("no binding with id `{0}`")]
     NoBinding(String),
 
+    #[error("provider `{0}` already exists")]
+    ProviderExists(String),
+
+    #[error("no provider named `{0}`")]
+    NoProvider(String),
+
     #[error("actor `{actor}` has no secret named `{name}`")]
     NoSecret { actor: String, name: String },
 

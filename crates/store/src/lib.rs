@@ -56,10 +56,13 @@ use std::time::Duration;
 pub use audit::{
     AuditQuery, AuditRecord, AuditStats, AuditWriter, AuditWriterConfig, CallNode, Retention,
 };
-pub use crypto::{TOKEN_PREFIX, looks_like_token};
+pub use crypto::{PROVIDER_TOKEN_PREFIX, TOKEN_PREFIX, looks_like_token};
 pub use error::StoreError;
 pub use key::SecretKey;
-pub use model::{Actor, Binding, MAX_NAME_LEN, SecretString, TokenInfo, is_valid_name, now_ms};
+pub use model::{
+    Actor, Binding, MAX_NAME_LEN, MAX_PROVIDER_NAME_LEN, ProviderInfo, SecretString, TokenInfo,
+    is_valid_name, is_valid_provider_name, now_ms,
+};
 pub use sqlite::{SqliteConfig, SqliteStore};
 
 /// The result of every store operation.
@@ -157,6 +160,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes `actor`'s secret `name`; [`StoreError::NoSecret`] if there is none.
     fn delete_secret(&self, actor: &str, name: &str) -> StoreFuture<'_, ()>;
+
+    // ----- dial-in providers -----
+
+    /// Registers a dial-in provider named `name` (see [`is_valid_provider_name`]) and issues its
+    /// token (`pbp_` and 43 base64url characters). The token is returned once and never stored:
+    /// only its SHA-256 hash is. Fails with [`StoreError::ProviderExists`] if the name is taken.
+    fn add_provider(&self, name: &str) -> StoreFuture<'_, (ProviderInfo, SecretString)>;
+
+    /// Every dial-in provider, by name.
+    fn providers(&self) -> StoreFuture<'_, Vec<ProviderInfo>>;
+
+    /// The provider a presented token belongs to; `None` if the token is unknown (or its provider
+    /// was revoked). Looks the token up by hash.
+    fn verify_provider_token(&self, secret: &str) -> StoreFuture<'_, Option<ProviderInfo>>;
+
+    /// Removes a dial-in provider: its token stops verifying at once (a connection already open
+    /// stays until it closes). [`StoreError::NoProvider`] if there is none by that name.
+    fn revoke_provider(&self, name: &str) -> StoreFuture<'_, ProviderInfo>;
 
     // ----- audit -----
 

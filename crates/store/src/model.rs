@@ -109,6 +109,29 @@ impl Binding {
     }
 }
 
+/// Longest dial-in provider name (it is a namespace, which leaves room for a tool name).
+pub const MAX_PROVIDER_NAME_LEN: usize = 64;
+
+/// Whether `name` is usable as a dial-in provider's name, which is also its namespace: 1-64
+/// characters of ASCII letters, digits, `_` and `-`.
+pub fn is_valid_provider_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_PROVIDER_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// A dial-in tool provider: an MCP server that connects to the hub (`/providers/ws`) with its
+/// token, and whose tools join the registry under the namespace `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// The provider's name and its namespace (see [`is_valid_provider_name`]).
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// A secret string: a token secret or a decrypted secret value. `Debug` prints `[redacted]` and
 /// there is no `Display`, so it cannot reach a log by accident; [`SecretString::expose`] reads it.
 #[derive(Clone, PartialEq, Eq)]

@@ -93,6 +93,17 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             CREATE INDEX audit_parent ON audit(parent_call_id);
         ",
     },
+    Migration {
+        version: 4,
+        name: "dial-in providers",
+        sql: "
+            CREATE TABLE providers (
+                name        TEXT PRIMARY KEY NOT NULL,  -- the namespace its tools join
+                hash        BLOB NOT NULL UNIQUE,       -- SHA-256 of its token; never the token
+                created_at  INTEGER NOT NULL
+            ) STRICT;
+        ",
+    },
 ];
 
 /// The schema version this build writes.

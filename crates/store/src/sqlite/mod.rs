@@ -7,6 +7,7 @@ mod audit;
 mod bindings;
 mod migrations;
 mod pool;
+mod providers;
 mod secrets;
 mod tokens;
 
@@ -18,8 +19,8 @@ use rusqlite::Connection;
 
 use crate::crypto::Sealer;
 use crate::{
-    Actor, AuditQuery, AuditRecord, Binding, Retention, SecretKey, SecretString, Store, StoreError,
-    StoreFuture, StoreResult, TokenInfo,
+    Actor, AuditQuery, AuditRecord, Binding, ProviderInfo, Retention, SecretKey, SecretString,
+    Store, StoreError, StoreFuture, StoreResult, TokenInfo,
 };
 use pool::{Pool, open_connection};
 
@@ -256,6 +257,25 @@ impl Store for SqliteStore {
     fn delete_secret(&self, actor: &str, name: &str) -> StoreFuture<'_, ()> {
         let (actor, name) = (actor.to_owned(), name.to_owned());
         self.run(move |conn, _| secrets::delete(conn, &actor, &name))
+    }
+
+    fn add_provider(&self, name: &str) -> StoreFuture<'_, (ProviderInfo, SecretString)> {
+        let name = name.to_owned();
+        self.run(move |conn, _| providers::add(conn, &name))
+    }
+
+    fn providers(&self) -> StoreFuture<'_, Vec<ProviderInfo>> {
+        self.run(|conn, _| providers::list(conn))
+    }
+
+    fn verify_provider_token(&self, secret: &str) -> StoreFuture<'_, Option<ProviderInfo>> {
+        let secret = SecretString::new(secret);
+        self.run(move |conn, _| providers::verify(conn, secret.expose()))
+    }
+
+    fn revoke_provider(&self, name: &str) -> StoreFuture<'_, ProviderInfo> {
+        let name = name.to_owned();
+        self.run(move |conn, _| providers::revoke(conn, &name))
     }
 
     fn append_audit(&self, records: Vec<AuditRecord>) -> StoreFuture<'_, ()> {

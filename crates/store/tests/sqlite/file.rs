@@ -40,6 +40,7 @@ async fn no_secret_reaches_the_disk() {
         .issue_token("alice", Some(Duration::from_secs(60)), Some("laptop"))
         .await
         .unwrap();
+    let (_, provider_token) = f.store.add_provider("dialin").await.unwrap();
     let value = "s3cr3t-VALUE-0123456789-abcdefghij";
     f.store
         .set_secret("alice", "github_token", value)
@@ -77,6 +78,10 @@ async fn no_secret_reaches_the_disk() {
             "token body on disk"
         );
         assert!(!contains(bytes, value.as_bytes()), "secret value on disk");
+        assert!(
+            !contains(bytes, provider_token.expose()[4..].as_bytes()),
+            "provider token on disk"
+        );
     };
     check(&all_bytes(f.dir.path()));
     let dir = f.dir;

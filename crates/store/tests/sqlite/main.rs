@@ -4,6 +4,7 @@ mod actors;
 mod audit;
 mod bindings;
 mod file;
+mod providers;
 mod secrets;
 mod tokens;
 
