@@ -79,7 +79,7 @@ async fn no_secret_reaches_the_disk() {
         );
         assert!(!contains(bytes, value.as_bytes()), "secret value on disk");
         assert!(
-            !contains(bytes, provider_token.expose()[4..].as_bytes()),
+            !contains(bytes, &provider_token.expose().as_bytes()[4..]),
             "provider token on disk"
         );
     };
