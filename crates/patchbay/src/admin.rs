@@ -1,4 +1,4 @@
-//! `patchbay actor|token|bind|secret|audit`: managing who may call the hub, and reading what
+//! `patchbay actor|token|bind|provider|secret|audit`: managing who may call the hub, and reading what
 //! they did. Each command opens the store the configuration names (`[store]`, default
 //! `~/.local/share/patchbay/patchbay.db`), does one thing and exits.
 
@@ -98,6 +98,33 @@ enum BindCommand {
     },
     /// Revoke a binding: its token stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    command: ProviderCommand,
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Register a dial-in tool provider: an MCP server that connects to the hub over WebSocket
+    /// (`/providers/ws?token=...`) and whose tools join the registry under the namespace NAME.
+    /// Prints its token once (only its hash is stored); keep it.
+    Add {
+        /// The provider's name, which is also its namespace (letters, digits, `_`, `-`).
+        name: String,
+        /// Public base URL of this hub, for the printed endpoint. Default: from server.listen.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// List dial-in providers (never their tokens).
+    List,
+    /// Remove a dial-in provider: its token stops working at once (an open connection stays
+    /// until it closes; its namespace leaves the registry when the hub restarts).
+    Revoke { name: String },
 }
 
 #[derive(Args)]
@@ -312,6 +339,43 @@ pub async fn bind(args: BindArgs) -> anyhow::Result<i32> {
         BindCommand::Revoke { id } => {
             let b = store.revoke_binding(&id).await?;
             println!("revoked {} ({} through {})", b.id, b.actor, b.vendor);
+        }
+    }
+    Ok(0)
+}
+
+pub async fn provider(args: ProviderArgs) -> anyhow::Result<i32> {
+    let (config, store) = open(&args.config).await?;
+    match args.command {
+        ProviderCommand::Add { name, public_url } => {
+            if config.upstreams.contains_key(&name) {
+                anyhow::bail!(
+                    "`{name}` is already the namespace of a configured upstream; choose another name"
+                );
+            }
+            let (info, token) = store.add_provider(&name).await?;
+            let base = public_url.unwrap_or_else(|| format!("http://{}", config.server.listen));
+            let ws_base = base
+                .trim_end_matches('/')
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1);
+            eprintln!(
+                "added provider {}; its tools join the namespace `{}` when it connects. The token \
+                 is shown once:",
+                info.name, info.name
+            );
+            println!("token:    {}", token.expose());
+            println!("endpoint: {ws_base}/providers/ws?token={}", token.expose());
+        }
+        ProviderCommand::List => {
+            println!("{:<32} created", "provider");
+            for p in store.providers().await? {
+                println!("{:<32} {}", p.name, when(p.created_at));
+            }
+        }
+        ProviderCommand::Revoke { name } => {
+            let p = store.revoke_provider(&name).await?;
+            println!("revoked provider {}", p.name);
         }
     }
     Ok(0)

@@ -95,6 +95,9 @@ enum Command {
     Token(admin::TokenArgs),
     /// Bind a vendor's devices to an actor (`bind create|list|revoke`).
     Bind(admin::BindArgs),
+    /// Manage dial-in tool providers: MCP servers that connect to the hub over WebSocket
+    /// (`provider add|list|revoke`).
+    Provider(admin::ProviderArgs),
     /// Manage actors' secrets, encrypted at rest (`secret set|list|delete`).
     Secret(admin::SecretArgs),
     /// Read the audit log (`audit tail|query|tree`).
@@ -201,6 +204,7 @@ async fn run(job: Job) -> anyhow::Result<i32> {
         Job::Other(Command::Actor(args)) => admin::actor(args).await,
         Job::Other(Command::Token(args)) => admin::token(args).await,
         Job::Other(Command::Bind(args)) => admin::bind(args).await,
+        Job::Other(Command::Provider(args)) => admin::provider(args).await,
         Job::Other(Command::Secret(args)) => admin::secret(args).await,
         Job::Other(Command::Audit(args)) => admin::audit(args).await,
         Job::Other(_) => unreachable!("serve, stdio and demo-server are handled before"),
