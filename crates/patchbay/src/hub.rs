@@ -9,7 +9,8 @@ use patchbay_core::{
 };
 use patchbay_identity::Authenticator;
 use patchbay_providers::{
-    ActorSecrets, HttpSpec, McpProvider, StdioSpec, UpstreamSpec, UpstreamTransport, start_upstream,
+    ActorSecrets, DialInSettings, DialIns, HttpSpec, McpProvider, ProviderTokens, StdioSpec,
+    UpstreamSpec, UpstreamTransport, start_upstream,
 };
 use patchbay_server::{HubState, access::Access};
 use tokio::task::JoinHandle;
@@ -24,6 +25,8 @@ pub struct Hub {
     pub state: Arc<HubState>,
     pub shutdown: CancellationToken,
     supervisors: Vec<JoinHandle<()>>,
+    /// Dial-in tool providers (`patchbay provider add`), registered from the store.
+    pub dial_ins: Arc<DialIns>,
     /// The audit writer, flushed on stop.
     audit: Option<Arc<Audit>>,
 }
@@ -76,6 +79,17 @@ impl Hub {
                 shutdown.child_token(),
             ));
         }
+        let dial_ins = DialIns::new(
+            registry.clone(),
+            store
+                .clone()
+                .map(|s| Arc::new(StoreProviderTokens(s)) as Arc<dyn ProviderTokens>),
+            DialInSettings::default(),
+            shutdown.child_token(),
+        );
+        if let Some(store) = &store {
+            register_dial_ins(store.clone(), dial_ins.clone());
+        }
         let dispatcher = Dispatcher::new(
             registry,
             DispatchSettings {
@@ -94,6 +108,7 @@ impl Hub {
             state,
             shutdown,
             supervisors,
+            dial_ins,
             audit,
         })
     }
@@ -116,16 +131,14 @@ impl Hub {
         self.state.dispatcher.registry()
     }
 
-    /// Waits until no upstream is still starting, or `limit` passes.
+    /// Waits until no upstream is still starting, or `limit` passes. Dial-in providers are
+    /// not waited for: they connect when they will.
     pub async fn settle(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
-            if self
-                .registry()
-                .statuses()
-                .iter()
-                .all(|s| s.state != UpstreamState::Starting)
-            {
+            if self.registry().statuses().iter().all(|s| {
+                s.state != UpstreamState::Starting || self.dial_ins.is_dial_in(&s.namespace)
+            }) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -141,6 +154,54 @@ impl Hub {
         if let Some(audit) = self.audit {
             audit.close().await;
         }
+    }
+}
+
+/// Dial-in providers' tokens, checked against the store.
+struct StoreProviderTokens(Arc<dyn patchbay_store::Store>);
+
+impl ProviderTokens for StoreProviderTokens {
+    fn provider_of<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.0
+                .verify_provider_token(token)
+                .await
+                .map(|found| found.map(|p| p.name))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "provider token lookup failed");
+                    "the store is unavailable".to_owned()
+                })
+        })
+    }
+}
+
+/// Registers every stored dial-in provider's namespace (in state `starting`), before the hub
+/// serves when the runtime allows it. A name that clashes with an upstream is reported and
+/// left out.
+fn register_dial_ins(store: Arc<dyn patchbay_store::Store>, dial_ins: Arc<DialIns>) {
+    let load = async move {
+        match store.providers().await {
+            Ok(providers) => {
+                for p in providers {
+                    if let Err(e) = dial_ins.register(&p.name) {
+                        tracing::error!(provider = %p.name, error = %e, "dial-in provider left out");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list dial-in providers"),
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| rt.block_on(load))
+        }
+        Ok(rt) => {
+            rt.spawn(load);
+        }
+        Err(_) => {}
     }
 }
 

@@ -272,7 +272,12 @@ async fn serve(
         },
     };
     let http_shutdown = CancellationToken::new();
-    let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone());
+    let router = patchbay_server::http::router(hub.state.clone(), &settings, http_shutdown.clone())
+        .merge(patchbay_server::provider_door::routes(
+            hub.dial_ins.clone(),
+            settings.websocket.limits,
+            settings.allowed_origins.clone(),
+        ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -335,13 +340,18 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
     let hub = Hub::start_settled(&config).await?;
     let statuses = hub.registry().statuses();
     let mut failed = 0;
+    let mut waiting = 0;
     println!(
         "{:<20} {:<11} {:>10} {:>10}  DETAIL",
         "UPSTREAM", "STATE", "OPERATIONS", "STARTUP"
     );
     for s in &statuses {
-        let ok = s.state == patchbay_core::UpstreamState::Ready && s.conflicts.is_empty();
-        if !ok {
+        let ready = s.state == patchbay_core::UpstreamState::Ready;
+        // A dial-in provider connects when it will: not being connected is no config failure.
+        let offline_dial_in = !ready && hub.dial_ins.is_dial_in(&s.namespace);
+        if offline_dial_in {
+            waiting += 1;
+        } else if !(ready && s.conflicts.is_empty()) {
             failed += 1;
         }
         let startup = s
@@ -349,6 +359,10 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
             .map(|ms| format!("{ms} ms"))
             .unwrap_or_else(|| "-".into());
         let mut detail = s.detail.clone().unwrap_or_default();
+        if offline_dial_in {
+            detail =
+                "dial-in provider, not connected now (not a failure of the configuration)".into();
+        }
         if !s.conflicts.is_empty() {
             detail = format!("name collision: {}", s.conflicts.join(", "));
         }
@@ -363,12 +377,17 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
     }
     let disabled = config.upstreams.values().filter(|u| !u.enabled).count();
     println!(
-        "{} upstream(s), {} ready, {} failed{}",
+        "{} upstream(s), {} ready, {} failed{}{}",
         statuses.len(),
-        statuses.len() - failed,
+        statuses.len() - failed - waiting,
         failed,
         if disabled > 0 {
             format!(", {disabled} disabled")
+        } else {
+            String::new()
+        },
+        if waiting > 0 {
+            format!(", {waiting} dial-in not connected")
         } else {
             String::new()
         }

@@ -6,6 +6,7 @@
 mod actor_values;
 mod backoff;
 mod client;
+mod dialin;
 mod http;
 mod mcp;
 mod routing;
@@ -16,6 +17,7 @@ mod supervisor;
 
 pub use actor_values::{ActorSecrets, ActorValue, depends_on_actor};
 pub use backoff::Backoff;
+pub use dialin::{Admitted, DialInSettings, DialIns, Ended, ProviderTokens, WAITING};
 pub use http::HttpSpec;
 pub use mcp::McpProvider;
 pub use stdio::StdioSpec;

@@ -338,7 +338,11 @@ async fn serve(
 /// Resolves, with the reason, once the upstream stops answering. It is asked with a `ping`
 /// whenever a call fails at the transport level and, if `periodic`, every
 /// `HTTP_HEALTH_INTERVAL`.
-async fn watch_health(peer: &Peer<RoleClient>, suspect: &Notify, periodic: bool) -> String {
+pub(crate) async fn watch_health(
+    peer: &Peer<RoleClient>,
+    suspect: &Notify,
+    periodic: bool,
+) -> String {
     loop {
         tokio::select! {
             _ = suspect.notified() => {}
@@ -357,7 +361,10 @@ async fn watch_health(peer: &Peer<RoleClient>, suspect: &Notify, periodic: bool)
     }
 }
 
-async fn publish_catalog(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> Result<(), String> {
+pub(crate) async fn publish_catalog(
+    peer: &Peer<RoleClient>,
+    handle: &NamespaceHandle,
+) -> Result<(), String> {
     let tools = peer
         .list_all_tools()
         .await
@@ -384,14 +391,14 @@ async fn publish_catalog(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> R
 
 /// Which lists besides tools to fetch from an upstream.
 #[derive(Clone, Copy)]
-struct Lists {
-    resources: bool,
-    prompts: bool,
+pub(crate) struct Lists {
+    pub(crate) resources: bool,
+    pub(crate) prompts: bool,
 }
 
 impl Lists {
     /// The lists an upstream declared in its capabilities.
-    fn of(capabilities: &rmcp::model::ServerCapabilities) -> Self {
+    pub(crate) fn of(capabilities: &rmcp::model::ServerCapabilities) -> Self {
         Self {
             resources: capabilities.resources.is_some(),
             prompts: capabilities.prompts.is_some(),
@@ -401,7 +408,11 @@ impl Lists {
 
 /// Fetches resources, resource templates and prompts into the registry. A failure leaves that
 /// list empty and is logged: the upstream's tools still serve.
-async fn publish_extras(peer: &Peer<RoleClient>, handle: &NamespaceHandle, lists: Lists) {
+pub(crate) async fn publish_extras(
+    peer: &Peer<RoleClient>,
+    handle: &NamespaceHandle,
+    lists: Lists,
+) {
     let ns = handle.namespace();
     if lists.resources {
         let resources = peer.list_all_resources().await.unwrap_or_else(|e| {

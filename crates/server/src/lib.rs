@@ -6,6 +6,7 @@ mod client_link;
 mod fastpath;
 pub mod http;
 mod passthrough;
+pub mod provider_door;
 pub mod session;
 pub mod session_end;
 pub mod stdio;

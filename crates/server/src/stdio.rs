@@ -13,7 +13,7 @@ use std::{
 use rmcp::{
     RoleServer, ServiceExt,
     model::JsonRpcMessage,
-    service::{RxJsonRpcMessage, TxJsonRpcMessage},
+    service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
     transport::Transport,
 };
 use serde_json::{Value, json};
@@ -147,7 +147,7 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
                 if text.is_empty() {
                     continue;
                 }
-                match parse(text) {
+                match parse::<RoleServer>(text) {
                     Ok(JsonRpcMessage::Request(r))
                         if !open
                             .lock()
@@ -242,7 +242,7 @@ fn trim_line(line: &[u8]) -> &[u8] {
 type Rejection = (Value, i32, String);
 
 /// Also used by the WebSocket transport: both answer bad input the same way.
-pub(crate) fn parse(line: &[u8]) -> Result<RxJsonRpcMessage<RoleServer>, Rejection> {
+pub(crate) fn parse<R: ServiceRole>(line: &[u8]) -> Result<RxJsonRpcMessage<R>, Rejection> {
     let text = std::str::from_utf8(line).map_err(|e| {
         (
             Value::Null,
@@ -268,7 +268,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<RxJsonRpcMessage<RoleServer>, Rejecti
         ));
     }
     let has_method = value.get("method").is_some_and(Value::is_string);
-    match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
+    match serde_json::from_value::<RxJsonRpcMessage<R>>(value) {
         Ok(msg) => Ok(msg),
         // A request with a method we do not know is answered by the service as
         // "method not found"; what is left here is a malformed message.

@@ -29,7 +29,7 @@ use futures::{SinkExt, StreamExt, stream::SplitSink, stream::SplitStream};
 use rmcp::{
     RoleServer,
     model::JsonRpcMessage,
-    service::{RxJsonRpcMessage, TxJsonRpcMessage},
+    service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
     transport::Transport,
 };
 use serde_json::{Value, json};
@@ -97,16 +97,17 @@ fn id_key(id: &impl serde::Serialize) -> String {
 #[error("the WebSocket connection is closed")]
 pub struct SocketClosed;
 
-/// A server-side MCP transport over one WebSocket.
-pub struct SocketTransport {
-    incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
+/// An MCP transport over one WebSocket: the hub's side, as server (`RoleServer`, the default)
+/// or, when an MCP server dialled in (a dial-in provider), as client (`RoleClient`).
+pub struct SocketTransport<R: ServiceRole = RoleServer> {
+    incoming: mpsc::Receiver<RxJsonRpcMessage<R>>,
     outgoing: mpsc::Sender<Message>,
     open: OpenRequests,
     /// Cancelled to close the socket (and stop both tasks).
     done: CancellationToken,
 }
 
-impl SocketTransport {
+impl<R: ServiceRole> SocketTransport<R> {
     pub fn new(socket: WebSocket, limits: SocketLimits) -> Self {
         let (sink, stream) = socket.split();
         let (out_tx, out_rx) = mpsc::channel(QUEUE);
@@ -121,7 +122,7 @@ impl SocketTransport {
             heard.clone(),
             done.clone(),
         ));
-        tokio::spawn(read_frames(
+        tokio::spawn(read_frames::<R>(
             stream,
             limits,
             in_tx,
@@ -139,7 +140,27 @@ impl SocketTransport {
     }
 }
 
-impl Drop for SocketTransport {
+/// Closes a [`SocketTransport`]'s socket with a code of its choosing, ahead of anything the
+/// transport does when it closes itself (which says 1001).
+#[derive(Clone)]
+pub struct SocketCloser(mpsc::Sender<Message>);
+
+impl SocketCloser {
+    /// Queues a close frame with `code` and `reason`; the socket closes once it is sent.
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.0.try_send(close_frame(code, reason));
+    }
+}
+
+impl<R: ServiceRole> SocketTransport<R> {
+    /// A handle that closes the socket with a chosen code (a replaced dial-in provider's
+    /// connection gets 1000).
+    pub fn closer(&self) -> SocketCloser {
+        SocketCloser(self.outgoing.clone())
+    }
+}
+
+impl<R: ServiceRole> Drop for SocketTransport<R> {
     fn drop(&mut self) {
         self.done.cancel();
     }
@@ -215,10 +236,10 @@ async fn write_frames(
 }
 
 /// Turns frames into messages for the session, answering bad input on the socket.
-async fn read_frames(
+async fn read_frames<R: ServiceRole>(
     mut stream: SplitStream<WebSocket>,
     limits: SocketLimits,
-    incoming: mpsc::Sender<RxJsonRpcMessage<RoleServer>>,
+    incoming: mpsc::Sender<RxJsonRpcMessage<R>>,
     outgoing: mpsc::Sender<Message>,
     open: OpenRequests,
     heard: Arc<Heard>,
@@ -259,7 +280,7 @@ async fn read_frames(
                     ),
                 ))
             }
-            Message::Text(text) => match crate::stdio::parse(text.as_str().trim().as_bytes()) {
+            Message::Text(text) => match crate::stdio::parse::<R>(text.as_str().trim().as_bytes()) {
                 Ok(JsonRpcMessage::Request(r))
                     if !open
                         .lock()
@@ -326,7 +347,7 @@ fn error_frame(id: Value, code: i32, message: &str) -> Message {
     Message::Text(body.to_string().into())
 }
 
-impl Transport<RoleServer> for SocketTransport {
+impl<R: ServiceRole> Transport<R> for SocketTransport<R> {
     type Error = SocketClosed;
 
     fn name() -> Cow<'static, str> {
@@ -335,7 +356,7 @@ impl Transport<RoleServer> for SocketTransport {
 
     fn send(
         &mut self,
-        item: TxJsonRpcMessage<RoleServer>,
+        item: TxJsonRpcMessage<R>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outgoing = self.outgoing.clone();
         let answered = match &item {
@@ -358,7 +379,7 @@ impl Transport<RoleServer> for SocketTransport {
         }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleServer>>> + Send {
+    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<R>>> + Send {
         self.incoming.recv()
     }
 

@@ -267,7 +267,7 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// Whether a browser `Origin` may connect. Non-browser clients send none and always pass.
 /// Patterns are `scheme://host[:port]`, `:*` for any port, or `null`.
-fn origin_allowed(origin: Option<&str>, allowed: Option<&[String]>) -> bool {
+pub(crate) fn origin_allowed(origin: Option<&str>, allowed: Option<&[String]>) -> bool {
     let Some(origin) = origin else { return true };
     let origin = origin.trim().to_ascii_lowercase();
     let Some(allowed) = allowed else {

@@ -6,6 +6,7 @@ mod cancellation;
 mod config_cli;
 mod conformance;
 mod credentials;
+mod dialin;
 mod fast_path;
 mod hub_basics;
 mod interop;
