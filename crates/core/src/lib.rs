@@ -3,6 +3,7 @@
 //! [`provider::Provider`].
 
 pub mod audit;
+pub mod backoff;
 pub mod calltree;
 pub mod dispatch;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod provider;
 pub mod registry;
 
 pub use audit::{AuditSink, CallRecord};
+pub use backoff::Backoff;
 pub use calltree::{CallId, CallNode};
 pub use dispatch::{CallOutcome, CallRequest, Caller, DispatchSettings, Dispatcher};
 pub use error::{CallError, ErrorCode};

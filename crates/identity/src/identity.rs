@@ -40,6 +40,12 @@ pub enum Credential {
         /// The binding id (`bid` claim).
         id: String,
     },
+    /// No credential was presented: the hub's own configuration names the identity (an
+    /// `[[endpoints]]` entry, whose connection the hub opens itself).
+    Configured {
+        /// What configured it, e.g. `endpoint wss://api.example/mcp/?token=…` (never a secret).
+        label: String,
+    },
 }
 
 impl Identity {
@@ -56,6 +62,7 @@ impl fmt::Display for Credential {
             Credential::StoredToken { id } => write!(f, "token {id}"),
             Credential::Jwt { issuer, subject } => write!(f, "JWT from {issuer} for `{subject}`"),
             Credential::Binding { id } => write!(f, "binding {id}"),
+            Credential::Configured { label } => write!(f, "configured {label}"),
         }
     }
 }

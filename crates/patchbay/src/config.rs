@@ -59,6 +59,50 @@ pub struct Config {
     /// `[audit]`: the record of every call.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[[endpoints]]`: vendor endpoints the hub dials out to and serves MCP on.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// `[[endpoints]]`: a vendor's WebSocket endpoint (the xiaozhi cloud's `wss://.../mcp/?token=`)
+/// that `patchbay serve` connects to and then serves MCP on, as the server, for as long as it
+/// runs (reconnecting with backoff). See docs/protocol.md, "Dialling out".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `ws://` or `wss://` URL; `${VAR}` is expanded. Its query values are never logged or shown.
+    pub url: String,
+    /// The actor the calls on this connection run as. Required when `[auth]` is present.
+    pub actor: Option<String>,
+    /// The vendor acting for the actor (policy rules may narrow by vendor), e.g. `xiaozhi`.
+    pub vendor: Option<String>,
+    /// Roles of that identity, for policy rules by role. Default none.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The surface served on the connection: `meta` (default), `direct` or `both`.
+    #[serde(default)]
+    pub expose: Expose,
+    /// Longest wait between connection attempts (backoff grows from 1 s with jitter). Default 60s.
+    #[serde(default = "minute", deserialize_with = "duration")]
+    pub backoff_cap: Duration,
+    /// A connection that stayed up this long resets the backoff to 1 s. Default 60s.
+    #[serde(default = "minute", deserialize_with = "duration")]
+    pub healthy_after: Duration,
+    /// Interval of keepalive pings; an endpoint silent for two intervals is redialled.
+    /// Default 20s; at least 1s.
+    #[serde(default = "ping_default", deserialize_with = "duration")]
+    pub ping: Duration,
+    /// `false` keeps the entry without dialling it. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn ping_default() -> Duration {
+    Duration::from_secs(20)
 }
 
 /// `[store]`: the embedded SQLite database.
@@ -517,6 +561,11 @@ pub fn expand_all(
             *u = expand(u, lookup, ctx("url".into()))?;
         }
     }
+    for (i, e) in config.endpoints.iter_mut().enumerate() {
+        if e.enabled {
+            e.url = expand(&e.url, lookup, (format!("endpoints[{i}]"), "url".into()))?;
+        }
+    }
     Ok(())
 }
 
@@ -609,6 +658,23 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(
             "server.max_message_bytes must be at least 1024".into(),
         ));
+    }
+    for (i, e) in config.endpoints.iter().enumerate() {
+        let bad = |m: &str| ConfigError::Invalid(format!("endpoints[{i}]: {m}"));
+        if !(e.url.starts_with("ws://") || e.url.starts_with("wss://")) {
+            return Err(bad("url must start with ws:// or wss://"));
+        }
+        if config.auth.is_some() && e.actor.is_none() && e.enabled {
+            return Err(bad(
+                "`actor` is required when [auth] is present: the calls on the connection run as it",
+            ));
+        }
+        if e.ping < Duration::from_secs(1) {
+            return Err(bad("ping must be at least 1s"));
+        }
+        if e.backoff_cap < Duration::from_millis(100) {
+            return Err(bad("backoff_cap must be at least 100ms"));
+        }
     }
     for (name, up) in &config.upstreams {
         if !patchbay_core::name::is_valid_namespace(name) {

@@ -113,6 +113,30 @@ impl Hub {
         })
     }
 
+    /// Starts keeping a connection to every enabled `[[endpoints]]` entry (the dialer); they
+    /// stop with the hub.
+    pub fn dial_endpoints(&mut self, config: &Config) {
+        for e in config.endpoints.iter().filter(|e| e.enabled) {
+            let mut spec = patchbay_server::dialer::EndpointSpec::new(e.url.clone());
+            spec.actor = e.actor.clone();
+            spec.vendor = e.vendor.clone();
+            spec.roles = e.roles.clone();
+            spec.expose = e.expose;
+            spec.backoff_cap = e.backoff_cap;
+            spec.healthy_after = e.healthy_after;
+            spec.limits = patchbay_server::websocket::SocketLimits {
+                max_message_bytes: config.server.ws_max_message_bytes,
+                ping: e.ping,
+            };
+            spec.initial_backoff = spec.initial_backoff.min(e.backoff_cap);
+            self.supervisors.push(patchbay_server::dialer::start(
+                self.state.clone(),
+                spec,
+                self.shutdown.child_token(),
+            ));
+        }
+    }
+
     /// Starts the hub and waits until every upstream has had its start-up time (plus a second)
     /// to become ready: what one-shot commands (`check`, `ops`) need before they answer.
     pub async fn start_settled(config: &Config) -> anyhow::Result<Self> {

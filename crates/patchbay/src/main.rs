@@ -256,7 +256,8 @@ async fn serve(
         tracing::warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address (--insecure-no-auth): anyone who can reach it can use every upstream");
         eprintln!("patchbay: WARNING: serving {addr} with NO AUTHENTICATION (--insecure-no-auth)");
     }
-    let hub = Hub::start(&config)?;
+    let mut hub = Hub::start(&config)?;
+    hub.dial_endpoints(&config);
     let settings = HttpSettings {
         max_body_bytes: config.server.max_message_bytes,
         session_idle: config.server.session_idle,
@@ -337,7 +338,8 @@ async fn stdio(config: config::Config, token: Option<String>) -> anyhow::Result<
 
 async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
     let config = load_config(&arg)?;
-    let hub = Hub::start_settled(&config).await?;
+    let mut hub = Hub::start_settled(&config).await?;
+    hub.dial_endpoints(&config);
     let statuses = hub.registry().statuses();
     let mut failed = 0;
     let mut waiting = 0;
@@ -375,6 +377,7 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
             detail
         );
     }
+    let endpoints_failed = check_endpoints(&hub).await;
     let disabled = config.upstreams.values().filter(|u| !u.enabled).count();
     println!(
         "{} upstream(s), {} ready, {} failed{}{}",
@@ -393,5 +396,42 @@ async fn check(arg: ConfigArg) -> anyhow::Result<i32> {
         }
     );
     hub.stop().await;
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok(if failed + endpoints_failed > 0 { 1 } else { 0 })
+}
+
+/// Waits for each `[[endpoints]]` connection's first attempt (at most 15 s) and prints how it
+/// went; returns how many are not connected.
+async fn check_endpoints(hub: &Hub) -> usize {
+    use patchbay_server::dialer::EndpointState;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut statuses = hub.state.endpoints.statuses();
+    while statuses
+        .iter()
+        .any(|s| s.state == EndpointState::Connecting && s.connections == 0 && s.failures == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        statuses = hub.state.endpoints.statuses();
+    }
+    if statuses.is_empty() {
+        return 0;
+    }
+    println!("{:<44} {:<11}  DETAIL", "ENDPOINT", "STATE");
+    let mut failed = 0;
+    for s in &statuses {
+        let connected = s.state == EndpointState::Connected;
+        if !connected {
+            failed += 1;
+        }
+        let state = if connected {
+            "connected"
+        } else if s.auth_failure {
+            "auth_failed"
+        } else {
+            "failed"
+        };
+        let detail = s.last_error.clone().unwrap_or_default();
+        println!("{:<44} {:<11}  {}", s.url, state, detail);
+    }
+    failed
 }

@@ -130,6 +130,7 @@ impl AuditFor for Audit {
             Credential::StoredToken { id } | Credential::Binding { id } => Some(id.clone()),
             Credential::StaticToken { label } => Some(format!("static:{label}")),
             Credential::Jwt { issuer, .. } => Some(format!("jwt:{issuer}")),
+            Credential::Configured { label } => Some(format!("config:{label}")),
         };
         Arc::new(CallerAudit {
             writer: self.writer.clone(),

@@ -253,11 +253,17 @@ async fn readyz(
         }
     };
     let body = if details {
-        json!({
+        let mut body = json!({
             "ready": all_ready,
             "operations": registry.len(),
             "upstreams": upstreams,
-        })
+        });
+        // Outbound endpoint connections (`dialer`), URLs redacted.
+        let endpoints = hub.endpoints.statuses();
+        if !endpoints.is_empty() {
+            body["endpoints"] = json!(endpoints);
+        }
+        body
     } else {
         json!({ "ready": all_ready })
     };

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod client_link;
+pub mod dialer;
 mod fastpath;
 pub mod http;
 mod passthrough;
@@ -13,6 +14,7 @@ pub mod stdio;
 pub mod summary;
 pub mod surface;
 pub mod websocket;
+pub mod ws_client;
 pub mod ws_door;
 
 pub use session::{HubState, Session};

@@ -50,6 +50,8 @@ pub struct HubState {
     /// How many sessions are subscribed to each resource URI, so the upstream is subscribed
     /// once and unsubscribed when the last session leaves.
     pub(crate) subscriptions: Subscriptions,
+    /// The state of each outbound endpoint connection (`dialer`), for `/readyz`.
+    pub endpoints: crate::dialer::EndpointStates,
 }
 
 impl HubState {
@@ -63,6 +65,7 @@ impl HubState {
             expose,
             access,
             subscriptions: Subscriptions::default(),
+            endpoints: Default::default(),
         }
     }
 }
@@ -79,6 +82,11 @@ pub struct Session {
     front_door: &'static str,
     /// How tool results are shaped for this front door's clients.
     presentation: Presentation,
+    /// For connections the hub opens itself (the endpoint dialer): the identity its
+    /// configuration names, which no credential proves.
+    configured: Option<Arc<Identity>>,
+    /// This session's surface, when it differs from the hub's (`[[endpoints]] expose`).
+    expose: Option<Expose>,
 }
 
 /// The caller's policy and audit sink, fixed for the session by its first authenticated
@@ -146,6 +154,8 @@ impl Session {
             credential: None,
             front_door: "http",
             presentation: Presentation::AsIs,
+            configured: None,
+            expose: None,
         }
     }
 
@@ -167,6 +177,23 @@ impl Session {
             })
         });
         session
+    }
+
+    /// A session of a connection the hub opened itself, acting as `identity` as configured
+    /// (an `[[endpoints]]` entry): no credential is presented or checked, the configuration
+    /// is the authority. On a hub without authentication it is served like every caller
+    /// there: everything, no actor.
+    pub fn for_identity(hub: Arc<HubState>, identity: Identity, front_door: &'static str) -> Self {
+        let mut session = Self::new(hub);
+        session.front_door = front_door;
+        session.configured = Some(Arc::new(identity));
+        session
+    }
+
+    /// Serves `expose` on this session instead of the hub's `server.expose`.
+    pub fn with_expose(mut self, expose: Expose) -> Self {
+        self.expose = Some(expose);
+        self
     }
 
     /// Shapes this session's tool results for its clients (see `summary`).
@@ -227,9 +254,10 @@ impl Session {
                 .get_or_init(|| self.who_for(None, None))
                 .clone());
         }
-        let identity = match &self.credential {
-            Some(credential) => Some(self.recheck(credential).await?),
-            None => extensions
+        let identity = match (&self.credential, &self.configured) {
+            (Some(credential), _) => Some(self.recheck(credential).await?),
+            (None, Some(configured)) => Some(Identity::clone(configured)),
+            (None, None) => extensions
                 .get::<axum::http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<Identity>().cloned()),
         };
@@ -352,11 +380,17 @@ impl Session {
     }
 
     fn shows_meta(&self) -> bool {
-        matches!(self.hub.expose, Expose::Meta | Expose::Both)
+        matches!(
+            self.expose.unwrap_or(self.hub.expose),
+            Expose::Meta | Expose::Both
+        )
     }
 
     fn shows_direct(&self) -> bool {
-        matches!(self.hub.expose, Expose::Direct | Expose::Both)
+        matches!(
+            self.expose.unwrap_or(self.hub.expose),
+            Expose::Direct | Expose::Both
+        )
     }
 
     /// Runs tool `name` of this session's surface under `root`, and records it (as the root of

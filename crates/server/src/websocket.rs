@@ -25,7 +25,7 @@ use std::{
 };
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use futures::{SinkExt, StreamExt, stream::SplitSink, stream::SplitStream};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use rmcp::{
     RoleServer,
     model::JsonRpcMessage,
@@ -110,6 +110,16 @@ pub struct SocketTransport<R: ServiceRole = RoleServer> {
 impl<R: ServiceRole> SocketTransport<R> {
     pub fn new(socket: WebSocket, limits: SocketLimits) -> Self {
         let (sink, stream) = socket.split();
+        Self::over(sink, stream, limits)
+    }
+
+    /// The transport over any socket's two halves (an outbound client connection's, see
+    /// `ws_client`), with frames as axum's `Message`.
+    pub fn over<Si, St>(sink: Si, stream: St, limits: SocketLimits) -> Self
+    where
+        Si: Sink<Message> + Unpin + Send + 'static,
+        St: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+    {
         let (out_tx, out_rx) = mpsc::channel(QUEUE);
         let (in_tx, in_rx) = mpsc::channel(QUEUE);
         let open = OpenRequests::default();
@@ -194,7 +204,7 @@ impl Heard {
 /// Sends the session's messages and the pings; closes the socket when the session is gone
 /// (1000), the transport is closed (1001, hub shutting down), or the peer went silent (1001).
 async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: impl Sink<Message> + Unpin,
     mut outgoing: mpsc::Receiver<Message>,
     ping: Duration,
     heard: Arc<Heard>,
@@ -237,7 +247,7 @@ async fn write_frames(
 
 /// Turns frames into messages for the session, answering bad input on the socket.
 async fn read_frames<R: ServiceRole>(
-    mut stream: SplitStream<WebSocket>,
+    mut stream: impl Stream<Item = Result<Message, axum::Error>> + Unpin,
     limits: SocketLimits,
     incoming: mpsc::Sender<RxJsonRpcMessage<R>>,
     outgoing: mpsc::Sender<Message>,
@@ -280,31 +290,33 @@ async fn read_frames<R: ServiceRole>(
                     ),
                 ))
             }
-            Message::Text(text) => match crate::stdio::parse::<R>(text.as_str().trim().as_bytes()) {
-                Ok(JsonRpcMessage::Request(r))
-                    if !open
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id_key(&r.id)) =>
-                {
-                    let id = serde_json::to_value(&r.id).unwrap_or(Value::Null);
-                    Some(error_frame(
-                        id,
-                        -32600,
-                        &format!(
-                            "duplicate request id {}: a request with this id is still in progress",
-                            id_key(&r.id)
-                        ),
-                    ))
-                }
-                Ok(message) => {
-                    if incoming.send(message).await.is_err() {
-                        break;
+            Message::Text(text) => {
+                match crate::stdio::parse::<R>(text.as_str().trim().as_bytes()) {
+                    Ok(JsonRpcMessage::Request(r))
+                        if !open
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id_key(&r.id)) =>
+                    {
+                        let id = serde_json::to_value(&r.id).unwrap_or(Value::Null);
+                        Some(error_frame(
+                            id,
+                            -32600,
+                            &format!(
+                                "duplicate request id {}: a request with this id is still in progress",
+                                id_key(&r.id)
+                            ),
+                        ))
                     }
-                    None
+                    Ok(message) => {
+                        if incoming.send(message).await.is_err() {
+                            break;
+                        }
+                        None
+                    }
+                    Err((id, code, message)) => Some(error_frame(id, code, &message)),
                 }
-                Err((id, code, message)) => Some(error_frame(id, code, &message)),
-            },
+            }
             Message::Binary(_) => Some(error_frame(
                 Value::Null,
                 -32700,

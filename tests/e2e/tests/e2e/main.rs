@@ -7,6 +7,7 @@ mod config_cli;
 mod conformance;
 mod credentials;
 mod dialin;
+mod dialout;
 mod fast_path;
 mod hub_basics;
 mod interop;
