@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod connect;
 mod hub;
 mod ops;
 mod store_link;
@@ -102,6 +103,17 @@ enum Command {
     Secret(admin::SecretArgs),
     /// Read the audit log (`audit tail|query|tree`).
     Audit(admin::AuditArgs),
+    /// Bridge a local stdio MCP server to a remote WebSocket endpoint: `connect URL -- COMMAND
+    /// [ARGS...]`.
+    ///
+    /// The endpoint (a Patchbay hub's ws(s)://HOST/providers/ws?token=pbp_..., or the xiaozhi
+    /// cloud's wss://api.xiaozhi.me/mcp/?token=...) is the MCP client; COMMAND is the server.
+    /// Each text frame becomes one line on the server's stdin, each stdout line one frame. If
+    /// either side ends, both are restarted after a pause (backoff from 1 s up to
+    /// --backoff-cap). With --config FILE ({"mcpServers": {...}}), every stdio server is
+    /// bridged on its own socket, to its "endpoint" field or else URL. SIGINT/SIGTERM stop the
+    /// servers (their whole process groups).
+    Connect(connect::ConnectArgs),
     /// Run the built-in demo MCP server on stdio (the embedded configuration's upstream).
     DemoServer {
         /// Options of the demo server; see `patchbay demo-server -- --help`.
@@ -200,6 +212,7 @@ async fn run(job: Job) -> anyhow::Result<i32> {
         Job::Serve(config, listen, insecure) => serve(config, listen, insecure).await,
         Job::Stdio(config, token) => stdio(config, token).await,
         Job::Other(Command::Ops(args)) => ops::run(args).await,
+        Job::Other(Command::Connect(args)) => connect::run(args).await,
         Job::Other(Command::Check { config }) => check(config).await,
         Job::Other(Command::Actor(args)) => admin::actor(args).await,
         Job::Other(Command::Token(args)) => admin::token(args).await,

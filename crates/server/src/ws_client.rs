@@ -17,6 +17,9 @@ use tokio_tungstenite::{
     tungstenite::{self, protocol::WebSocketConfig},
 };
 
+/// A frame of a client connection.
+pub use tokio_tungstenite::tungstenite::Message as Frame;
+
 /// An open client connection.
 pub type ClientSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

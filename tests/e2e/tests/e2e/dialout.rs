@@ -254,3 +254,166 @@ async fn an_endpoint_refusing_the_token_shows_as_an_auth_failure_with_the_token_
     );
     assert!(!stdout.contains(secret), "{stdout}");
 }
+
+/// Starts `patchbay connect URL -- patchbay-fixture --pid-file PIDFILE`.
+fn start_connect(url: &str, pid_file: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(patchbay())
+        .arg("connect")
+        .arg("--backoff-cap")
+        .arg("300ms")
+        .arg(url)
+        .arg("--")
+        .arg(fixture())
+        .arg("--pid-file")
+        .arg(pid_file)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start patchbay connect")
+}
+
+/// As an MCP client over `ws`: initialize and list tools; their names.
+async fn list_tools_as_client(ws: &mut Vendor) -> Vec<String> {
+    send(
+        ws,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {},
+            "clientInfo": {"name": "test-cloud", "version": "1"}}}),
+    )
+    .await;
+    let init = answer(ws, 1).await;
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    send(
+        ws,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    send(
+        ws,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}),
+    )
+    .await;
+    let tools = answer(ws, 2).await;
+    tools["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{tools}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn connect_bridges_a_stdio_server_restarts_it_and_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    let (port, mut conns) = vendor_endpoint(false).await;
+    let pid_file = ws.path("fixture.pid");
+    let mut bridge = start_connect(&format!("ws://127.0.0.1:{port}/mcp/?token=x"), &pid_file);
+    let mut socket = tokio::time::timeout(T, conns.recv())
+        .await
+        .expect("connect dialled the endpoint")
+        .unwrap();
+    let tools = list_tools_as_client(&mut socket).await;
+    assert!(tools.iter().any(|t| t == "echo"), "{tools:?}");
+    send(
+        &mut socket,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"text": "bridged"}}}),
+    )
+    .await;
+    let r = answer(&mut socket, 3).await;
+    assert_eq!(r["result"]["structuredContent"]["text"], "bridged", "{r}");
+    let first_pid = wait_pid_file(&pid_file, T).await;
+    assert!(pid_alive(first_pid));
+
+    // The endpoint drops the socket: the server is restarted with a fresh session.
+    std::fs::remove_file(&pid_file).unwrap();
+    drop(socket);
+    let mut socket = tokio::time::timeout(T, conns.recv())
+        .await
+        .expect("connect dialled again")
+        .unwrap();
+    let tools = list_tools_as_client(&mut socket).await;
+    assert!(tools.iter().any(|t| t == "echo"), "{tools:?}");
+    let second_pid = wait_pid_file(&pid_file, T).await;
+    assert_ne!(first_pid, second_pid);
+    assert!(
+        eventually(T, || !pid_alive(first_pid)).await,
+        "old server left running"
+    );
+
+    // SIGTERM: the bridge exits and takes the server with it.
+    unsafe { libc::kill(bridge.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(T, bridge.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        eventually(T, || !pid_alive(second_pid)).await,
+        "server left running"
+    );
+}
+
+#[tokio::test]
+async fn connect_bridges_a_stdio_server_to_a_hub_provider_endpoint() {
+    let ws = Workspace::new();
+    let config = ws.write(
+        "patchbay.toml",
+        &format!(
+            "[store]\npath = {:?}\n\n[auth]\n[[auth.tokens]]\nactor = \"admin\"\ntoken = {ADMIN:?}\n\n\
+             [[policy]]\nallow = [\"laptop.*\"]\n",
+            ws.path("hub.db").display().to_string()
+        ),
+    );
+    let (code, out, err) = run_patchbay(
+        &[
+            "provider",
+            "add",
+            "laptop",
+            "--config",
+            &config.display().to_string(),
+        ],
+        ws.dir.path(),
+        &[],
+        T,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| panic!("no token in {out}"));
+    let hub = Hub::serve(&config).await;
+    let pid_file = ws.path("fixture.pid");
+    let mut bridge = start_connect(
+        &hub.ws_url(&format!("/providers/ws?token={token}")),
+        &pid_file,
+    );
+    let client = http_client(&format!("{}?token={ADMIN}", hub.url)).await;
+    let mut found = String::new();
+    let deadline = tokio::time::Instant::now() + T;
+    while !found.contains("laptop.echo") && tokio::time::Instant::now() < deadline {
+        found = text_of(&call(&client, "search", json!({"q": "echo text"})).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found.contains("laptop.echo"), "{found}\n{}", hub.log.text());
+    let r = call_one(&client, "laptop.echo", json!({"text": "from the laptop"})).await;
+    assert_eq!(
+        r["result"]["structuredContent"]["text"], "from the laptop",
+        "{r}"
+    );
+    let pid = wait_pid_file(&pid_file, T).await;
+    unsafe { libc::kill(bridge.id().unwrap() as i32, libc::SIGINT) };
+    tokio::time::timeout(T, bridge.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        eventually(T, || !pid_alive(pid)).await,
+        "server left running"
+    );
+}
