@@ -116,6 +116,7 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(hub)
         .merge(sockets)
         .merge(mcp)
@@ -227,6 +228,147 @@ fn jsonrpc_error(status: StatusCode, code: i32, message: &str) -> axum::response
     (status, Json(body)).into_response()
 }
 
+/// Whether this request may see which upstreams and endpoints exist: always without
+/// authentication, else with a valid credential.
+async fn sees_details(
+    hub: &HubState,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> bool {
+    !hub.access.requires_auth() || {
+        match http_credential(headers, uri) {
+            Ok(token) => hub.access.authenticate(&token).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Prometheus text exposition of upstream and endpoint states (same visibility as `/readyz`'s
+/// details: an authenticated request when `[auth]` is on).
+async fn metrics(
+    State(hub): State<Arc<HubState>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    if !sees_details(&hub, &headers, &uri).await {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "metrics need a valid credential\n",
+        )
+            .into_response();
+    }
+    let registry = hub.dispatcher.registry();
+    let statuses = registry.statuses();
+    let mut text = format!(
+        "# HELP patchbay_operations Operations in the registry.\n\
+         # TYPE patchbay_operations gauge\npatchbay_operations {}\n",
+        registry.len()
+    );
+    let mut section = |name: &str, help: &str, kind: &str, rows: Vec<(String, String)>| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in rows {
+            text.push_str(&format!("{name}{{{labels}}} {value}\n"));
+        }
+    };
+    section(
+        "patchbay_upstream_ready",
+        "1 when the upstream is connected and its operations callable.",
+        "gauge",
+        statuses
+            .iter()
+            .map(|s| {
+                let ready = u8::from(s.state == patchbay_core::UpstreamState::Ready);
+                (
+                    format!(
+                        "namespace=\"{}\",state=\"{}\"",
+                        label(&s.namespace),
+                        s.state.as_str()
+                    ),
+                    ready.to_string(),
+                )
+            })
+            .collect(),
+    );
+    section(
+        "patchbay_upstream_operations",
+        "Operations the upstream contributes.",
+        "gauge",
+        statuses
+            .iter()
+            .map(|s| {
+                (
+                    format!("namespace=\"{}\"", label(&s.namespace)),
+                    s.operations.to_string(),
+                )
+            })
+            .collect(),
+    );
+    let endpoints = hub.endpoints.statuses();
+    let endpoint_labels = |e: &crate::dialer::EndpointStatus| {
+        format!(
+            "url=\"{}\",actor=\"{}\",vendor=\"{}\"",
+            label(&e.url),
+            label(e.actor.as_deref().unwrap_or("")),
+            label(e.vendor.as_deref().unwrap_or(""))
+        )
+    };
+    section(
+        "patchbay_endpoint_connected",
+        "1 while the outbound endpoint connection is up.",
+        "gauge",
+        endpoints
+            .iter()
+            .map(|e| {
+                let up = u8::from(e.state == crate::dialer::EndpointState::Connected);
+                (endpoint_labels(e), up.to_string())
+            })
+            .collect(),
+    );
+    section(
+        "patchbay_endpoint_connections_total",
+        "Connections opened to the endpoint.",
+        "counter",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), e.connections.to_string()))
+            .collect(),
+    );
+    section(
+        "patchbay_endpoint_failures",
+        "Failed attempts since the last healthy connection.",
+        "gauge",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), e.failures.to_string()))
+            .collect(),
+    );
+    section(
+        "patchbay_endpoint_auth_failure",
+        "1 when the endpoint refused the credential at the last attempt.",
+        "gauge",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), u8::from(e.auth_failure).to_string()))
+            .collect(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[derive(Deserialize)]
 struct ReadyQuery {
     /// With `?strict`, answer 503 unless every upstream is ready.
@@ -246,12 +388,7 @@ async fn readyz(
         .all(|s| s.state == patchbay_core::UpstreamState::Ready);
     // With authentication on, which upstreams exist is for authenticated callers only; a load
     // balancer still gets the verdict.
-    let details = !hub.access.requires_auth() || {
-        match http_credential(&headers, &uri) {
-            Ok(token) => hub.access.authenticate(&token).await.is_ok(),
-            Err(_) => false,
-        }
-    };
+    let details = sees_details(&hub, &headers, &uri).await;
     let body = if details {
         let mut body = json!({
             "ready": all_ready,

@@ -241,6 +241,32 @@ async fn an_endpoint_refusing_the_token_shows_as_an_auth_failure_with_the_token_
     assert!(!r.to_string().contains(secret), "{r}");
     // Without credentials /readyz says nothing about endpoints.
     assert!(hub.readyz().await.get("endpoints").is_none());
+    // /metrics shows the endpoint's state to an authenticated caller, its token redacted.
+    let metrics = |auth: bool| {
+        let mut request = reqwest::Client::new().get(format!("{}/metrics", hub.base));
+        if auth {
+            request = request.bearer_auth(ADMIN);
+        }
+        request.send()
+    };
+    assert_eq!(metrics(false).await.unwrap().status(), 401);
+    let text = metrics(true).await.unwrap().text().await.unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("patchbay_endpoint_auth_failure{").ends_with(" 1"),
+        "{text}"
+    );
+    assert!(
+        line("patchbay_endpoint_connected{").ends_with(" 0"),
+        "{text}"
+    );
+    assert!(line("patchbay_upstream_ready{").ends_with(" 1"), "{text}");
+    assert!(!text.contains(secret), "{text}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!hub.log.text().contains(secret), "{}", hub.log.text());
     hub.stop_with_signal(libc::SIGTERM).await;
