@@ -6,6 +6,7 @@ mod client_link;
 pub mod dialer;
 mod fastpath;
 pub mod http;
+mod open_requests;
 mod passthrough;
 pub mod provider_door;
 pub mod session;

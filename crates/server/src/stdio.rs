@@ -4,15 +4,10 @@
 //! that is not JSON, not UTF-8, or over the size limit gets a JSON-RPC error on stdout and a
 //! log line on stderr, and the session carries on.
 
-use std::{
-    borrow::Cow,
-    collections::HashSet,
-    sync::{Arc, Mutex},
-};
+use std::{borrow::Cow, sync::Arc};
 
 use rmcp::{
     RoleServer, ServiceExt,
-    model::JsonRpcMessage,
     service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
     transport::Transport,
 };
@@ -23,7 +18,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::session::{HubState, Session};
+use crate::{
+    open_requests::OpenRequests,
+    session::{HubState, Session},
+};
 
 /// Serves one session over the process's stdin/stdout until stdin closes or `shutdown` fires,
 /// acting with `token` when the hub requires authentication.
@@ -65,14 +63,6 @@ pub struct LineTransport {
     incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
     outgoing: mpsc::Sender<Vec<u8>>,
     open: OpenRequests,
-}
-
-/// Ids of the client's requests still being answered. A second request with an id still in
-/// use is refused: its answer could not be told apart from the first one's.
-type OpenRequests = Arc<Mutex<HashSet<String>>>;
-
-fn id_key(id: &impl serde::Serialize) -> String {
-    serde_json::to_string(id).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,27 +137,8 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
                 if text.is_empty() {
                     continue;
                 }
-                match parse::<RoleServer>(text) {
-                    Ok(JsonRpcMessage::Request(r))
-                        if !open
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id_key(&r.id)) =>
-                    {
-                        let message = format!(
-                            "duplicate request id {}: a request with this id is still in progress",
-                            id_key(&r.id)
-                        );
-                        tracing::warn!("stdio: {message}");
-                        let id = serde_json::to_value(&r.id).unwrap_or(Value::Null);
-                        if outgoing
-                            .send(error_line(id, -32600, &message))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
+                let parsed = parse::<RoleServer>(text).and_then(|m| open.admit(m));
+                match parsed {
                     Ok(msg) => {
                         if incoming.send(msg).await.is_err() {
                             break;
@@ -298,17 +269,7 @@ impl Transport<RoleServer> for LineTransport {
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outgoing = self.outgoing.clone();
-        let answered = match &item {
-            JsonRpcMessage::Response(r) => Some(id_key(&r.id)),
-            JsonRpcMessage::Error(e) => e.id.as_ref().map(id_key),
-            _ => None,
-        };
-        if let Some(key) = answered {
-            self.open
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        }
+        self.open.end(&item);
         async move {
             let mut line = serde_json::to_vec(&item).map_err(|_| OutputClosed)?;
             line.push(b'\n');

@@ -16,9 +16,8 @@
 
 use std::{
     borrow::Cow,
-    collections::HashSet,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -28,13 +27,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use rmcp::{
     RoleServer,
-    model::JsonRpcMessage,
     service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
     transport::Transport,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::open_requests::OpenRequests;
 
 /// Limits of one WebSocket connection.
 #[derive(Debug, Clone, Copy)]
@@ -84,14 +84,6 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Message {
 
 /// Messages queued towards the peer before the session waits for the socket.
 const QUEUE: usize = 256;
-
-/// Ids of the client's requests still being answered: a second request with an id in use is
-/// refused, since its answer could not be told apart from the first one's.
-type OpenRequests = Arc<Mutex<HashSet<String>>>;
-
-fn id_key(id: &impl serde::Serialize) -> String {
-    serde_json::to_string(id).unwrap_or_default()
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the WebSocket connection is closed")]
@@ -291,23 +283,9 @@ async fn read_frames<R: ServiceRole>(
                 ))
             }
             Message::Text(text) => {
-                match crate::stdio::parse::<R>(text.as_str().trim().as_bytes()) {
-                    Ok(JsonRpcMessage::Request(r))
-                        if !open
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id_key(&r.id)) =>
-                    {
-                        let id = serde_json::to_value(&r.id).unwrap_or(Value::Null);
-                        Some(error_frame(
-                            id,
-                            -32600,
-                            &format!(
-                                "duplicate request id {}: a request with this id is still in progress",
-                                id_key(&r.id)
-                            ),
-                        ))
-                    }
+                let parsed = crate::stdio::parse::<R>(text.as_str().trim().as_bytes())
+                    .and_then(|m| open.admit(m));
+                match parsed {
                     Ok(message) => {
                         if incoming.send(message).await.is_err() {
                             break;
@@ -371,17 +349,7 @@ impl<R: ServiceRole> Transport<R> for SocketTransport<R> {
         item: TxJsonRpcMessage<R>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outgoing = self.outgoing.clone();
-        let answered = match &item {
-            JsonRpcMessage::Response(r) => Some(id_key(&r.id)),
-            JsonRpcMessage::Error(e) => e.id.as_ref().map(id_key),
-            _ => None,
-        };
-        if let Some(key) = answered {
-            self.open
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        }
+        self.open.end(&item);
         async move {
             let text = serde_json::to_string(&item).map_err(|_| SocketClosed)?;
             outgoing
