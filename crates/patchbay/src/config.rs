@@ -31,6 +31,12 @@ pub enum ConfigError {
     },
     #[error("upstream `{upstream}`: {message}")]
     Upstream { upstream: String, message: String },
+    #[error("{place}: environment variable `{var}` is not set (used in {field})")]
+    MissingVarIn {
+        place: String,
+        var: String,
+        field: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -561,9 +567,44 @@ pub fn expand_all(
             *u = expand(u, lookup, ctx("url".into()))?;
         }
     }
+    // Outside [upstreams], errors name the place rather than an upstream.
+    let outside = |text: &str, place: String, field: String| {
+        expand(text, lookup, (place, field)).map_err(|e| match e {
+            ConfigError::MissingVar {
+                upstream,
+                var,
+                field,
+            } => ConfigError::MissingVarIn {
+                place: upstream,
+                var,
+                field,
+            },
+            ConfigError::Upstream { upstream, message } => {
+                ConfigError::Invalid(format!("{upstream}: {message}"))
+            }
+            other => other,
+        })
+    };
     for (i, e) in config.endpoints.iter_mut().enumerate() {
         if e.enabled {
-            e.url = expand(&e.url, lookup, (format!("endpoints[{i}]"), "url".into()))?;
+            e.url = outside(&e.url, format!("endpoints[{i}]"), "url".into())?;
+        }
+    }
+    // Credentials in [auth] come from the environment as a rule (`token = "${CI_TOKEN}"`).
+    if let Some(auth) = &mut config.auth {
+        for (i, t) in auth.tokens.iter_mut().enumerate() {
+            t.token = outside(&t.token, format!("auth.tokens[{i}]"), "token".into())?;
+        }
+        for (i, issuer) in auth.jwt.iter_mut().enumerate() {
+            let place = format!("auth.jwt[{i}]");
+            if let Some(j) = &mut issuer.jwks {
+                *j = outside(j, place.clone(), "jwks".into())?;
+            }
+            for (k, key) in issuer.keys.iter_mut().enumerate() {
+                if let Some(secret) = &mut key.secret {
+                    *secret = outside(secret, place.clone(), format!("keys[{k}].secret"))?;
+                }
+            }
         }
     }
     Ok(())
@@ -722,6 +763,26 @@ mod tests {
 
     fn parse(text: &str) -> Config {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn auth_credentials_are_expanded_and_a_missing_one_is_named() {
+        let mut c = parse(
+            r#"
+[auth]
+[[auth.tokens]]
+actor = "ci"
+token = "${TOKEN}-and-more-than-16"
+"#,
+        );
+        expand_all(&mut c, &vars).unwrap();
+        assert_eq!(c.auth.unwrap().tokens[0].token, "s3cret-and-more-than-16");
+        let mut c = parse("[auth]\n[[auth.tokens]]\nactor = \"ci\"\ntoken = \"${NOPE}\"\n");
+        let e = expand_all(&mut c, &vars).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "auth.tokens[0]: environment variable `NOPE` is not set (used in token)"
+        );
     }
 
     #[test]
