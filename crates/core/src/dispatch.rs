@@ -76,10 +76,6 @@ impl Dispatcher {
         &self.registry
     }
 
-    pub fn settings(&self) -> &DispatchSettings {
-        &self.settings
-    }
-
     /// Runs a batch concurrently (bounded); outcomes come back in input order, each independent.
     /// Every call goes to `caller`'s client, audit and actor; `progress_for(i)` gives the
     /// progress sink of the batch's `i`th call.
@@ -116,7 +112,7 @@ impl Dispatcher {
     ) -> CallOutcome {
         let Some(audit) = caller.audit.clone() else {
             return self
-                .call_unaudited(policy, operation, input, parent, caller)
+                .call_with_id(policy, operation, input, parent, caller, CallId::next())
                 .await;
         };
         let started = SystemTime::now();
@@ -129,37 +125,40 @@ impl Dispatcher {
         let outcome = self
             .call_with_id(policy, operation, input, parent, caller, call_id)
             .await;
-        let (code, output) = match &outcome {
-            Ok(r) if r.is_error == Some(true) => ("tool_error".to_owned(), serde_json::to_value(r)),
-            Ok(r) => ("ok".to_owned(), serde_json::to_value(r)),
-            Err(e) => (e.code.as_str().to_owned(), serde_json::to_value(e)),
+        let code = match &outcome {
+            Ok(r) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
         };
-        let output = output.unwrap_or(Value::Null);
+        // The result is built as a JSON value only when the record keeps it; otherwise it is
+        // only measured.
+        let (bytes_out, output) = if payloads {
+            let output = match &outcome {
+                Ok(r) => serde_json::to_value(r),
+                Err(e) => serde_json::to_value(e),
+            }
+            .unwrap_or(Value::Null);
+            (json_len(&output), Some(output))
+        } else {
+            let bytes_out = match &outcome {
+                Ok(r) => json_len(r),
+                Err(e) => json_len(e),
+            };
+            (bytes_out, None)
+        };
         audit.record(CallRecord {
             operation: name,
             call_id,
             parent: Some(parent.id),
             started,
             duration: clock.elapsed(),
-            outcome: code,
+            outcome: code.to_owned(),
             bytes_in,
-            bytes_out: json_len(&output),
+            bytes_out,
             input: kept_input,
-            output: payloads.then_some(output),
+            output,
         });
         outcome
-    }
-
-    async fn call_unaudited(
-        &self,
-        policy: &dyn Policy,
-        operation: String,
-        input: Option<Value>,
-        parent: &CallNode,
-        caller: Caller,
-    ) -> CallOutcome {
-        self.call_with_id(policy, operation, input, parent, caller, CallId::next())
-            .await
     }
 
     async fn call_with_id(
@@ -312,7 +311,7 @@ impl Dispatcher {
 }
 
 /// Length of `value` as compact JSON, without building the string.
-fn json_len(value: &Value) -> u64 {
+fn json_len(value: &(impl serde::Serialize + ?Sized)) -> u64 {
     struct Count(u64);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

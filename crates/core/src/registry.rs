@@ -4,7 +4,7 @@
 //! slow upstream can never stall a lookup for another.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, SystemTime},
 };
@@ -140,6 +140,10 @@ pub struct Route {
 }
 
 impl NamespaceEntry {
+    fn is_starting(&self) -> bool {
+        self.status.state == UpstreamState::Starting
+    }
+
     fn route(&self) -> Route {
         Route {
             namespace: self.status.namespace.clone(),
@@ -446,7 +450,7 @@ impl Registry {
         let prefix = entry.settings.prefix;
 
         let mut ops: Vec<Arc<Operation>> = Vec::with_capacity(tools.len());
-        let mut seen = HashMap::with_capacity(tools.len());
+        let mut seen = HashSet::with_capacity(tools.len());
         let mut collisions = Vec::new();
         for tool in tools {
             let name = operation_name(namespace, &tool.name, prefix);
@@ -454,11 +458,10 @@ impl Registry {
                 .operations
                 .get(&name)
                 .is_some_and(|other| other.namespace != namespace);
-            if clash_elsewhere || seen.contains_key(&name) {
+            if clash_elsewhere || !seen.insert(name.clone()) {
                 collisions.push(name);
                 continue;
             }
-            seen.insert(name.clone(), ());
             ops.push(Arc::new(Operation::new(name, namespace.to_owned(), tool)));
         }
         ops.sort_by(|a, b| a.name.cmp(&b.name));
@@ -501,22 +504,11 @@ impl Registry {
     /// (an answer meanwhile would be a `not_found` for an operation a moment away). Upstreams
     /// that failed or are restarting are not waited for, and nothing waits for any other.
     pub async fn settle(&self, namespace: &str, limit: Duration) {
-        let starting = || {
-            self.read()
+        self.settle_while(limit, |inner| {
+            inner
                 .namespaces
                 .get(namespace)
-                .is_some_and(|e| e.status.state == UpstreamState::Starting)
-        };
-        if !starting() {
-            return;
-        }
-        let mut states = self.states.subscribe();
-        let _ = tokio::time::timeout(limit, async {
-            while starting() {
-                if states.changed().await.is_err() {
-                    return;
-                }
-            }
+                .is_some_and(NamespaceEntry::is_starting)
         })
         .await;
     }
@@ -524,12 +516,15 @@ impl Registry {
     /// Waits, at most `limit`, until no upstream is on its first start-up attempt: for what
     /// cannot be routed yet (a resource URI no ready upstream serves).
     pub async fn settle_all(&self, limit: Duration) {
-        let starting = || {
-            self.read()
-                .namespaces
-                .values()
-                .any(|e| e.status.state == UpstreamState::Starting)
-        };
+        self.settle_while(limit, |inner| {
+            inner.namespaces.values().any(NamespaceEntry::is_starting)
+        })
+        .await;
+    }
+
+    /// Waits, at most `limit`, while `starting` holds, checking it again on every state change.
+    async fn settle_while(&self, limit: Duration, starting: impl Fn(&Inner) -> bool) {
+        let starting = || starting(&self.read());
         if !starting() {
             return;
         }
@@ -549,7 +544,7 @@ impl Registry {
         self.read()
             .namespaces
             .values()
-            .filter(|e| e.status.state == UpstreamState::Starting)
+            .filter(|e| e.is_starting())
             .map(|e| e.status.namespace.clone())
             .collect()
     }

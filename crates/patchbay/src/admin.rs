@@ -206,6 +206,27 @@ fn when_opt(ms: Option<i64>) -> String {
     ms.map(when).unwrap_or_else(|| "-".into())
 }
 
+/// A token's or binding's state column: `active`, else `revoked` or `expired`.
+fn state(active: bool, revoked_at: Option<i64>) -> &'static str {
+    match (active, revoked_at) {
+        (true, _) => "active",
+        (false, Some(_)) => "revoked",
+        (false, None) => "expired",
+    }
+}
+
+/// The hub's public base URL without a trailing `/`: `--public-url`, else from server.listen.
+fn public_base(public_url: Option<String>, config: &Config) -> String {
+    let base = public_url.unwrap_or_else(|| format!("http://{}", config.server.listen));
+    base.trim_end_matches('/').to_owned()
+}
+
+/// `base` with its `http(s)://` scheme turned into `ws(s)://`.
+fn ws_base(base: &str) -> String {
+    base.replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1)
+}
+
 pub async fn actor(args: ActorArgs) -> anyhow::Result<i32> {
     let (_, store) = open(&args.config).await?;
     match args.command {
@@ -258,20 +279,14 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<i32> {
             );
             let now = now_ms();
             for t in store.tokens(actor.as_deref()).await? {
-                let state = if t.revoked_at.is_some() {
-                    "revoked"
-                } else if t.expires_at.is_some_and(|e| e <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
                 println!(
-                    "{:<14} {:<16} {:<16} {:<22} {:<22} {state}",
+                    "{:<14} {:<16} {:<16} {:<22} {:<22} {}",
                     t.id,
                     t.actor,
                     t.label.as_deref().unwrap_or("-"),
                     when(t.created_at),
-                    when_opt(t.expires_at)
+                    when_opt(t.expires_at),
+                    state(t.is_active(now), t.revoked_at)
                 );
             }
         }
@@ -298,18 +313,14 @@ pub async fn bind(args: BindArgs) -> anyhow::Result<i32> {
             let token = authenticator
                 .mint_binding(&actor, &vendor, &binding.id, ttl)
                 .context("signing the binding token")?;
-            let base = public_url.unwrap_or_else(|| format!("http://{}", config.server.listen));
-            let base = base.trim_end_matches('/');
+            let base = public_base(public_url, &config);
             eprintln!(
                 "bound {vendor} to {actor} as {} (expires {}); paste the endpoint into the vendor's console:",
                 binding.id,
                 when_opt(binding.expires_at)
             );
-            let ws_base = base
-                .replacen("https://", "wss://", 1)
-                .replacen("http://", "ws://", 1);
             println!("token:    {token}");
-            println!("endpoint: {ws_base}/mcp/ws?token={token}");
+            println!("endpoint: {}/mcp/ws?token={token}", ws_base(&base));
             println!("http:     {base}/mcp?token={token}");
         }
         BindCommand::List { actor } => {
@@ -319,20 +330,14 @@ pub async fn bind(args: BindArgs) -> anyhow::Result<i32> {
             );
             let now = now_ms();
             for b in store.bindings(actor.as_deref()).await? {
-                let state = if b.is_active(now) {
-                    "active"
-                } else if b.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "expired"
-                };
                 println!(
-                    "{:<14} {:<16} {:<12} {:<22} {:<22} {state}",
+                    "{:<14} {:<16} {:<12} {:<22} {:<22} {}",
                     b.id,
                     b.actor,
                     b.vendor,
                     when(b.created_at),
-                    when_opt(b.expires_at)
+                    when_opt(b.expires_at),
+                    state(b.is_active(now), b.revoked_at)
                 );
             }
         }
@@ -354,11 +359,7 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<i32> {
                 );
             }
             let (info, token) = store.add_provider(&name).await?;
-            let base = public_url.unwrap_or_else(|| format!("http://{}", config.server.listen));
-            let ws_base = base
-                .trim_end_matches('/')
-                .replacen("https://", "wss://", 1)
-                .replacen("http://", "ws://", 1);
+            let ws_base = ws_base(&public_base(public_url, &config));
             eprintln!(
                 "added provider {}; its tools join the namespace `{}` when it connects. The token \
                  is shown once:",

@@ -23,20 +23,17 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("upstream `{upstream}`: environment variable `{var}` is not set (used in {field})")]
-    MissingVar {
-        upstream: String,
-        var: String,
-        field: String,
-    },
-    #[error("upstream `{upstream}`: {message}")]
-    Upstream { upstream: String, message: String },
+    /// `place` says where: "upstream `github`", "endpoints[0]", "auth.tokens[1]".
     #[error("{place}: environment variable `{var}` is not set (used in {field})")]
-    MissingVarIn {
+    MissingVar {
         place: String,
         var: String,
         field: String,
     },
+    #[error("{place}: {message}")]
+    Expansion { place: String, message: String },
+    #[error("upstream `{upstream}`: {message}")]
+    Upstream { upstream: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -550,7 +547,8 @@ pub fn expand_all(
         if !up.enabled {
             continue;
         }
-        let ctx = |field: String| (name.clone(), field);
+        let place = format!("upstream `{name}`");
+        let ctx = |field: String| (place.as_str(), field);
         if let Some(c) = &mut up.command {
             *c = expand(c, lookup, ctx("command".into()))?;
         }
@@ -567,42 +565,28 @@ pub fn expand_all(
             *u = expand(u, lookup, ctx("url".into()))?;
         }
     }
-    // Outside [upstreams], errors name the place rather than an upstream.
-    let outside = |text: &str, place: String, field: String| {
-        expand(text, lookup, (place, field)).map_err(|e| match e {
-            ConfigError::MissingVar {
-                upstream,
-                var,
-                field,
-            } => ConfigError::MissingVarIn {
-                place: upstream,
-                var,
-                field,
-            },
-            ConfigError::Upstream { upstream, message } => {
-                ConfigError::Invalid(format!("{upstream}: {message}"))
-            }
-            other => other,
-        })
-    };
     for (i, e) in config.endpoints.iter_mut().enumerate() {
         if e.enabled {
-            e.url = outside(&e.url, format!("endpoints[{i}]"), "url".into())?;
+            e.url = expand(&e.url, lookup, (&format!("endpoints[{i}]"), "url".into()))?;
         }
     }
     // Credentials in [auth] come from the environment as a rule (`token = "${CI_TOKEN}"`).
     if let Some(auth) = &mut config.auth {
         for (i, t) in auth.tokens.iter_mut().enumerate() {
-            t.token = outside(&t.token, format!("auth.tokens[{i}]"), "token".into())?;
+            t.token = expand(
+                &t.token,
+                lookup,
+                (&format!("auth.tokens[{i}]"), "token".into()),
+            )?;
         }
         for (i, issuer) in auth.jwt.iter_mut().enumerate() {
             let place = format!("auth.jwt[{i}]");
             if let Some(j) = &mut issuer.jwks {
-                *j = outside(j, place.clone(), "jwks".into())?;
+                *j = expand(j, lookup, (&place, "jwks".into()))?;
             }
             for (k, key) in issuer.keys.iter_mut().enumerate() {
                 if let Some(secret) = &mut key.secret {
-                    *secret = outside(secret, place.clone(), format!("keys[{k}].secret"))?;
+                    *secret = expand(secret, lookup, (&place, format!("keys[{k}].secret")))?;
                 }
             }
         }
@@ -613,8 +597,9 @@ pub fn expand_all(
 fn expand(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    (upstream, field): (String, String),
+    (place, field): (&str, String),
 ) -> Result<String, ConfigError> {
+    let place = place.to_owned();
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(i) = rest.find('$') {
@@ -631,8 +616,8 @@ fn expand(
             continue;
         };
         let Some(end) = body.find('}') else {
-            return Err(ConfigError::Upstream {
-                upstream,
+            return Err(ConfigError::Expansion {
+                place,
                 message: format!("unclosed `${{` in {field}"),
             });
         };
@@ -650,8 +635,8 @@ fn expand(
                 }
                 None if in_env_or_headers && what == "name" => ActorValue::Name.placeholder(),
                 _ => {
-                    return Err(ConfigError::Upstream {
-                        upstream,
+                    return Err(ConfigError::Expansion {
+                        place,
                         message: format!(
                             "`${{{var}}}` in {field}: only `${{actor.name}}` and \
                              `${{actor.secret.NAME}}` are known, and only in env and headers"
@@ -667,7 +652,7 @@ fn expand(
             Some(v) => out.push_str(&v),
             None => {
                 return Err(ConfigError::MissingVar {
-                    upstream,
+                    place,
                     var: var.to_owned(),
                     field,
                 });
@@ -838,7 +823,7 @@ prefix = false
 
     #[test]
     fn defaults_and_literals() {
-        let up = ("u".to_owned(), "f".to_owned());
+        let up = ("upstream `u`", "f".to_owned());
         assert_eq!(
             expand("${NOPE:-x}/${TOKEN}", &vars, up.clone()).unwrap(),
             "x/s3cret"

@@ -20,6 +20,7 @@ use std::{
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
 use patchbay_core::Backoff;
+use patchbay_providers::GroupGuard;
 use patchbay_server::ws_client::{self, Frame, redact};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -199,20 +200,6 @@ async fn keep(bridge: Bridge, cap: Duration, stop: CancellationToken) {
     }
 }
 
-/// Kills the child's process group when dropped.
-struct Group(Option<i32>);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0.filter(|p| *p > 0) {
-            // SAFETY: killpg only sends a signal; a stale group fails with ESRCH.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
 /// Connects, starts the child, and pumps until either side ends; says how it ended.
 async fn once(bridge: &Bridge, stop: &CancellationToken) -> String {
     let shown = redact(&bridge.url);
@@ -235,7 +222,7 @@ async fn once(bridge: &Bridge, stop: &CancellationToken) -> String {
         Ok(c) => c,
         Err(e) => return format!("cannot start `{}`: {e}", bridge.command),
     };
-    let _group = Group(child.id().map(|p| p as i32));
+    let _group = GroupGuard::new(child.id().map(|p| p as i32));
     tracing::info!(server = %bridge.name, endpoint = %shown, pid = ?child.id(), "connect: bridging");
     let mut stdin = child.stdin.take().expect("piped");
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();

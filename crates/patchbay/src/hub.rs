@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    store_link::{self, Audit, StoreLookup, StoreSecrets},
+    store_link::{self, Audit, StoreLookup, StoreProviderTokens, StoreSecrets},
 };
 
 pub struct Hub {
@@ -178,27 +178,6 @@ impl Hub {
         if let Some(audit) = self.audit {
             audit.close().await;
         }
-    }
-}
-
-/// Dial-in providers' tokens, checked against the store.
-struct StoreProviderTokens(Arc<dyn patchbay_store::Store>);
-
-impl ProviderTokens for StoreProviderTokens {
-    fn provider_of<'a>(
-        &'a self,
-        token: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Option<String>, String>> {
-        Box::pin(async move {
-            self.0
-                .verify_provider_token(token)
-                .await
-                .map(|found| found.map(|p| p.name))
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "provider token lookup failed");
-                    "the store is unavailable".to_owned()
-                })
-        })
     }
 }
 

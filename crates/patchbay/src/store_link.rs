@@ -1,5 +1,6 @@
 //! The store, as the rest of the hub uses it: the identity layer's lookup of stored tokens
-//! and bindings, and the audit sink that records every call.
+//! and bindings, actors' secrets, dial-in providers' tokens, and the audit sink that records
+//! every call.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,7 +8,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use patchbay_core::{AuditSink, CallRecord};
 use patchbay_identity::{AuthError, Credential, Identity, TokenLookup};
-use patchbay_providers::ActorSecrets;
+use patchbay_providers::{ActorSecrets, ProviderTokens};
 use patchbay_server::access::{AuditFor, Authenticated};
 use patchbay_store::{
     AuditRecord, AuditWriter, AuditWriterConfig, Retention, SecretKey, SqliteConfig, SqliteStore,
@@ -85,6 +86,24 @@ impl ActorSecrets for StoreSecrets {
                 Ok(value) => Ok(value.map(|v| v.expose().to_owned())),
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+}
+
+/// Dial-in providers' tokens, checked against the store.
+pub struct StoreProviderTokens(pub Arc<dyn Store>);
+
+impl ProviderTokens for StoreProviderTokens {
+    fn provider_of<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.0
+                .verify_provider_token(token)
+                .await
+                .map(|found| found.map(|p| p.name))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "provider token lookup failed");
+                    "the store is unavailable".to_owned()
+                })
         })
     }
 }

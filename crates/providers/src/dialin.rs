@@ -35,7 +35,7 @@ use crate::{
     client::UpstreamClient,
     mcp::{Connection, McpProvider},
     routing::RoutingTransport,
-    supervisor::{Lists, publish_catalog, publish_extras, watch_health},
+    supervisor::{Lists, publish_capabilities, publish_catalog, publish_extras, watch_health},
 };
 
 /// Where dial-in providers' tokens are checked (the store, in the hub).
@@ -338,12 +338,7 @@ where
         service_ct.cancel();
         return Ended::Closed(why);
     }
-    let capabilities = peer
-        .peer_info()
-        .map(|info| info.capabilities.clone())
-        .unwrap_or_default();
-    let lists = Lists::of(&capabilities);
-    handle.set_capabilities(capabilities);
+    let lists = publish_capabilities(&peer, handle);
     tokio::select! {
         r = tokio::time::timeout(settings.startup_timeout, publish_extras(&peer, handle, lists)) => {
             if r.is_err() {
@@ -365,12 +360,9 @@ where
             service_ct.cancel();
             return Ended::Replaced;
         }
-        dialin.provider.attach(Connection {
-            peer: peer.clone(),
-            progress: client.progress.clone(),
-            callers: client.callers.clone(),
-            suspect: client.suspect.clone(),
-        });
+        dialin
+            .provider
+            .attach(Connection::new(peer.clone(), &client));
         handle.set_startup(started.elapsed());
         handle.set_state(UpstreamState::Ready, None);
     }

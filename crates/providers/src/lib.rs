@@ -4,7 +4,6 @@
 //! capped exponential backoff when the connection ends.
 
 mod actor_values;
-mod backoff;
 mod client;
 mod dialin;
 mod http;
@@ -16,9 +15,8 @@ mod stdio;
 mod supervisor;
 
 pub use actor_values::{ActorSecrets, ActorValue, depends_on_actor};
-pub use backoff::Backoff;
 pub use dialin::{Admitted, DialInSettings, DialIns, Ended, ProviderTokens, WAITING};
 pub use http::HttpSpec;
 pub use mcp::McpProvider;
-pub use stdio::StdioSpec;
+pub use stdio::{GroupGuard, StdioSpec};
 pub use supervisor::{Sharing, UpstreamSpec, UpstreamTransport, start_upstream};

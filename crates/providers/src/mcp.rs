@@ -14,7 +14,11 @@ use rmcp::{
 
 use tokio::sync::Notify;
 
-use crate::{client::ProgressRoutes, routing::CallerRoutes, sessions::SessionConnections};
+use crate::{
+    client::{ProgressRoutes, UpstreamClient},
+    routing::CallerRoutes,
+    sessions::SessionConnections,
+};
 
 /// The live half of a connection, swapped in and out by the supervisor.
 #[derive(Clone)]
@@ -53,21 +57,12 @@ impl McpProvider {
         }
     }
 
-    /// The connection a call from `ctx`'s client goes to: the client session's own when
-    /// connections are per session (calls without a client use the shared one).
-    fn connection_for(
-        &self,
-        ctx: &CallContext,
-    ) -> BoxFuture<'static, Result<Option<Connection>, ForwardError>> {
-        let shared = self.current();
-        let own = self.sessions.get().cloned();
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            match own {
-                Some(sessions) => Ok(sessions.connection(&ctx).await?.or(shared)),
-                None => Ok(shared),
-            }
-        })
+    /// What a call's connection is chosen from, taken when the call starts.
+    fn connections(&self) -> Connections {
+        Connections {
+            shared: self.current(),
+            sessions: self.sessions.get().cloned(),
+        }
     }
 
     pub(crate) fn attach(&self, connection: Connection) {
@@ -94,7 +89,7 @@ impl Provider for McpProvider {
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<CallToolResult, CallError>> {
         let namespace = self.namespace.clone();
-        let connection = self.connection_for(&ctx);
+        let connections = self.connections();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = input;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
@@ -103,7 +98,7 @@ impl Provider for McpProvider {
                 ForwardError::Hub(e) => e,
                 ForwardError::Upstream(err) => upstream_error(&namespace, err),
             };
-            let connection = connection.await.map_err(hub_error)?;
+            let connection = connections.pick(&ctx).await.map_err(hub_error)?;
             let result = send(&namespace, connection, request, ctx)
                 .await
                 .map_err(hub_error)?;
@@ -117,8 +112,29 @@ impl Provider for McpProvider {
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ServerResult, ForwardError>> {
         let namespace = self.namespace.clone();
-        let connection = self.connection_for(&ctx);
-        Box::pin(async move { send(&namespace, connection.await?, request, ctx).await })
+        let connections = self.connections();
+        Box::pin(async move {
+            let connection = connections.pick(&ctx).await?;
+            send(&namespace, connection, request, ctx).await
+        })
+    }
+}
+
+/// The connections a call may go to: the shared one and, when connections are per client
+/// session or per actor, those.
+struct Connections {
+    shared: Option<Connection>,
+    sessions: Option<Arc<SessionConnections>>,
+}
+
+impl Connections {
+    /// The connection a call from `ctx`'s client goes to: the client session's (or actor's)
+    /// own when there are such, else the shared one (also for calls without a client).
+    async fn pick(self, ctx: &CallContext) -> Result<Option<Connection>, ForwardError> {
+        match self.sessions {
+            Some(sessions) => Ok(sessions.connection(ctx).await?.or(self.shared)),
+            None => Ok(self.shared),
+        }
     }
 }
 
@@ -176,6 +192,16 @@ async fn send(
 }
 
 impl Connection {
+    /// The live half of `client`'s connection, whose requests go out through `peer`.
+    pub(crate) fn new(peer: Peer<RoleClient>, client: &UpstreamClient) -> Self {
+        Self {
+            peer,
+            progress: client.progress.clone(),
+            callers: client.callers.clone(),
+            suspect: client.suspect.clone(),
+        }
+    }
+
     /// Maps a failed request to the caller's error, and asks the supervisor to check the
     /// connection when the failure was the transport's rather than the upstream's answer.
     fn failed(&self, namespace: &str, e: ServiceError) -> ForwardError {

@@ -141,14 +141,17 @@ impl CallerRoutes {
                 .map(|e| (e.client.clone(), e.ct.clone()))
                 .ok_or(Unrouted::NoCall);
         }
+        let Some(last) = entries.last() else {
+            return Err(Unrouted::NoCall);
+        };
+        let id = last.client.client_id();
+        if entries.iter().all(|e| e.client.client_id() == id) {
+            return Ok((last.client.clone(), last.ct.clone()));
+        }
         let mut clients: Vec<u64> = entries.iter().map(|e| e.client.client_id()).collect();
         clients.sort_unstable();
         clients.dedup();
-        match (clients.len(), entries.last()) {
-            (1, Some(e)) => Ok((e.client.clone(), e.ct.clone())),
-            (0, _) | (_, None) => Err(Unrouted::NoCall),
-            (n, _) => Err(Unrouted::Ambiguous(n)),
-        }
+        Err(Unrouted::Ambiguous(clients.len()))
     }
 
     /// The client a request back belongs to, waiting briefly for the request id it names to

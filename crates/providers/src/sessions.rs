@@ -156,12 +156,7 @@ impl SessionConnections {
             })?
             .map_err(unavailable)?;
         let (service, pgid) = live.into_parts();
-        let connection = Connection {
-            peer: service.peer().clone(),
-            progress: client.progress.clone(),
-            callers: client.callers.clone(),
-            suspect: client.suspect.clone(),
-        };
+        let connection = Connection::new(service.peer().clone(), &client);
         tracing::info!(upstream = %namespace, for_ = ?key, "started a connection of its own");
         let this = self.clone();
         self.stoppers.spawn(async move {

@@ -51,7 +51,7 @@ pub(crate) async fn connect(
             }
         });
     }
-    let guard = GroupGuard(pgid);
+    let guard = GroupGuard::new(pgid);
     let transport = RoutingTransport::new(transport, client.callers.clone());
     let service = client
         .serve(transport)
@@ -61,8 +61,16 @@ pub(crate) async fn connect(
     Ok(StdioConnection { service, pgid })
 }
 
-/// Kills the process group if the handshake is abandoned half-way.
-struct GroupGuard(Option<i32>);
+/// Kills a process group with SIGKILL when dropped (here: if the handshake is abandoned
+/// half-way; `std::mem::forget` it once the group may live).
+pub struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    /// Guards the process group `pgid` (a child started with `process_group(0)`).
+    pub fn new(pgid: Option<i32>) -> Self {
+        Self(pgid)
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use patchbay_core::{NamespaceHandle, RegistryError, UpstreamState};
+use patchbay_core::{Backoff, NamespaceHandle, RegistryError, UpstreamState};
 use rmcp::{
     model::{ClientRequest, PingRequest},
     service::{Peer, RoleClient, ServiceError},
@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actor_values::{ActorSecrets, depends_on_actor, fill},
-    backoff::Backoff,
     client::UpstreamClient,
     http::{self, HttpSpec},
     mcp::{Connection, McpProvider},
@@ -262,12 +261,7 @@ async fn serve(
             why,
         };
     }
-    let capabilities = peer
-        .peer_info()
-        .map(|info| info.capabilities.clone())
-        .unwrap_or_default();
-    let lists = Lists::of(&capabilities);
-    handle.set_capabilities(capabilities);
+    let lists = publish_capabilities(&peer, handle);
     tokio::select! {
         r = tokio::time::timeout(spec.startup_timeout, publish_extras(&peer, handle, lists)) => {
             if r.is_err() {
@@ -280,12 +274,7 @@ async fn serve(
         }
     }
     handle.set_startup(started.elapsed());
-    provider.attach(Connection {
-        peer: peer.clone(),
-        progress: client.progress.clone(),
-        callers: client.callers.clone(),
-        suspect: client.suspect.clone(),
-    });
+    provider.attach(Connection::new(peer.clone(), client));
     handle.set_state(UpstreamState::Ready, None);
     let ready_at = Instant::now();
     tracing::info!(upstream = %spec.namespace, took = ?started.elapsed(), "upstream ready");
@@ -396,14 +385,19 @@ pub(crate) struct Lists {
     pub(crate) prompts: bool,
 }
 
-impl Lists {
-    /// The lists an upstream declared in its capabilities.
-    pub(crate) fn of(capabilities: &rmcp::model::ServerCapabilities) -> Self {
-        Self {
-            resources: capabilities.resources.is_some(),
-            prompts: capabilities.prompts.is_some(),
-        }
-    }
+/// Records what the upstream declared in its `initialize` answer, and returns the lists
+/// besides tools it declared.
+pub(crate) fn publish_capabilities(peer: &Peer<RoleClient>, handle: &NamespaceHandle) -> Lists {
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let lists = Lists {
+        resources: capabilities.resources.is_some(),
+        prompts: capabilities.prompts.is_some(),
+    };
+    handle.set_capabilities(capabilities);
+    lists
 }
 
 /// Fetches resources, resource templates and prompts into the registry. A failure leaves that

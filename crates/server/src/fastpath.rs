@@ -41,7 +41,10 @@ use crate::{
 const TOUCH_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct FastPath {
-    pub(crate) hub: Arc<HubState>,
+    /// Runs the calls: an HTTP session's surface (the hub's `expose`, results as they are),
+    /// shared by every call, since each brings its caller's policy and audit along. Saves
+    /// building a session per call.
+    tools: Session,
     pub(crate) sessions: Arc<EndingSessions<LocalSessionManager>>,
     /// Accepted `Host` values; empty accepts any.
     pub(crate) allowed_hosts: Vec<String>,
@@ -64,7 +67,7 @@ impl FastPath {
         allowed_hosts: Vec<String>,
     ) -> Self {
         Self {
-            hub,
+            tools: Session::new(hub),
             sessions,
             allowed_hosts,
             inflight: Mutex::default(),
@@ -145,12 +148,14 @@ impl FastPath {
             return Outcome::Pass;
         };
         // The session must be this caller's: anything else is for rmcp's path to refuse.
-        let Some(who) = shared.who.get().cloned() else {
+        let Some(who) = shared.who.get() else {
             return Outcome::Pass;
         };
         if who.key.as_ref() != identity {
             return Outcome::Pass;
         }
+        // Only what the call needs, not the whole `Who` (its identity is strings to copy).
+        let (policy, audit, actor) = (who.policy.clone(), who.audit.clone(), who.actor.clone());
         let end = shared.end.clone();
         let session: SessionId = session.into();
         self.touch(&session).await;
@@ -169,18 +174,18 @@ impl FastPath {
             token: token.clone(),
         };
 
-        let hub = self.hub.clone();
+        let tools = self.tools.clone();
         let name = name.to_owned();
         let task = tokio::spawn(async move {
             let root = CallNode::root(token);
             let caller = Caller {
                 progress: None,
                 client: Some(link.channel(None)),
-                audit: who.audit.clone(),
-                actor: who.actor.clone(),
+                audit,
+                actor,
             };
-            Session::for_who(hub, who)
-                .run_tool(name, args, &root, caller)
+            tools
+                .run_tool(policy.as_ref(), name, args, &root, caller)
                 .await
         });
         let body = match task.await {
@@ -190,9 +195,7 @@ impl FastPath {
                 json!({"jsonrpc": "2.0", "id": id, "result": result})
             }
             Ok(Err(error)) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-            Err(_) => {
-                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "internal error"}})
-            }
+            Err(_) => crate::stdio::error_response(id, -32603, "internal error"),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         Outcome::Answered(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())

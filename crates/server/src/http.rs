@@ -224,7 +224,7 @@ fn unauthorized(e: &AuthError) -> axum::response::Response {
 }
 
 fn jsonrpc_error(status: StatusCode, code: i32, message: &str) -> axum::response::Response {
-    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    let body = crate::stdio::error_response(serde_json::Value::Null, code, message);
     (status, Json(body)).into_response()
 }
 

@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{State, WebSocketUpgrade, ws::WebSocket},
-    http::{HeaderMap, StatusCode, Uri, header},
-    response::{IntoResponse, Response},
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{WebSocket, close_code},
+    },
+    http::{HeaderMap, Uri},
+    response::Response,
     routing::get,
 };
 use patchbay_providers::DialIns;
@@ -21,14 +24,9 @@ use rmcp::RoleClient;
 
 use crate::{
     access::http_credential,
-    websocket::{SocketLimits, SocketTransport, close_frame},
-    ws_door::origin_allowed,
+    websocket::{SocketLimits, SocketTransport, refuse},
+    ws_door::refuse_origin,
 };
-
-/// 1008 (policy violation): RFC 6455 §7.4.1.
-const POLICY_VIOLATION: u16 = 1008;
-/// 1000 (normal closure).
-const NORMAL: u16 = 1000;
 
 struct Door {
     dial_ins: Arc<DialIns>,
@@ -61,10 +59,8 @@ async fn dial_in(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !origin_allowed(origin, door.allowed_origins.as_deref()) {
-        tracing::warn!(?origin, "dial-in: origin not allowed");
-        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    if let Some(refused) = refuse_origin(&headers, door.allowed_origins.as_deref(), "dial-in") {
+        return refused;
     }
     let credential = http_credential(&headers, &uri).map_err(|e| e.to_string());
     let limit = door.limits.read_limit();
@@ -95,24 +91,10 @@ impl Door {
         let transport = SocketTransport::<RoleClient>::new(socket, self.limits);
         let closer = transport.closer();
         let ended = admitted
-            .serve(transport, move |reason| closer.close(NORMAL, reason))
+            .serve(transport, move |reason| {
+                closer.close(close_code::NORMAL, reason)
+            })
             .await;
         tracing::debug!(provider = %name, ?ended, "dial-in: connection over");
     }
-}
-
-/// Closes with 1008 and `reason`, then waits a moment for the peer's close so the frame is
-/// not lost to a reset.
-async fn refuse(mut socket: WebSocket, reason: &str) {
-    if socket
-        .send(close_frame(POLICY_VIOLATION, reason))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
 }

@@ -75,16 +75,10 @@ impl HubState {
 pub struct Session {
     pub(crate) hub: Arc<HubState>,
     pub(crate) state: Arc<SessionState>,
-    /// For front doors without per-request credentials (stdio): the credential the session
-    /// was opened with, checked again on each request (at most every `RECHECK`), so a revoked
-    /// token or disabled actor stops working on an open session too.
-    credential: Option<Arc<StdioCredential>>,
+    acting: Acting,
     front_door: &'static str,
     /// How tool results are shaped for this front door's clients.
     presentation: Presentation,
-    /// For connections the hub opens itself (the endpoint dialer): the identity its
-    /// configuration names, which no credential proves.
-    configured: Option<Arc<Identity>>,
     /// This session's surface, when it differs from the hub's (`[[endpoints]] expose`).
     expose: Option<Expose>,
 }
@@ -100,6 +94,21 @@ pub(crate) struct Who {
     pub(crate) actor: Option<Arc<str>>,
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
+}
+
+/// Where a session's identity comes from.
+#[derive(Clone)]
+enum Acting {
+    /// Each request's, as its front door authenticated it (HTTP); or nobody's, on a hub
+    /// without authentication.
+    PerRequest,
+    /// For front doors without per-request credentials (stdio, WebSocket): the credential the
+    /// session was opened with, checked again on each request (at most every `RECHECK`), so a
+    /// revoked token or disabled actor stops working on an open session too.
+    Credential(Arc<StdioCredential>),
+    /// For connections the hub opens itself (the endpoint dialer): the identity its
+    /// configuration names, which no credential proves.
+    Configured(Arc<Identity>),
 }
 
 struct StdioCredential {
@@ -141,6 +150,10 @@ impl Session {
     /// A session of a front door that authenticates each request itself (HTTP), or of a hub
     /// without authentication.
     pub fn new(hub: Arc<HubState>) -> Self {
+        Self::opened(hub, Acting::PerRequest, "http")
+    }
+
+    fn opened(hub: Arc<HubState>, acting: Acting, front_door: &'static str) -> Self {
         let state = Arc::new(SessionState {
             hub: hub.clone(),
             end: CancellationToken::new(),
@@ -151,32 +164,25 @@ impl Session {
         Self {
             hub,
             state,
-            credential: None,
-            front_door: "http",
+            acting,
+            front_door,
             presentation: Presentation::AsIs,
-            configured: None,
             expose: None,
         }
-    }
-
-    /// A stdio session opened with `token` (checked again on each request), or without one.
-    pub fn stdio(hub: Arc<HubState>, token: Option<String>) -> Self {
-        Self::for_socket(hub, token, "stdio")
     }
 
     /// A session of a connection authenticated once when it opened (stdio, WebSocket): it acts
     /// with `token`, checked again on each request (at most every `RECHECK`), or without one
     /// on a hub without authentication. `front_door` names it in the audit.
     pub fn for_socket(hub: Arc<HubState>, token: Option<String>, front_door: &'static str) -> Self {
-        let mut session = Self::new(hub);
-        session.front_door = front_door;
-        session.credential = token.map(|token| {
-            Arc::new(StdioCredential {
+        let acting = match token {
+            Some(token) => Acting::Credential(Arc::new(StdioCredential {
                 token,
                 checked: Mutex::new(None),
-            })
-        });
-        session
+            })),
+            None => Acting::PerRequest,
+        };
+        Self::opened(hub, acting, front_door)
     }
 
     /// A session of a connection the hub opened itself, acting as `identity` as configured
@@ -184,10 +190,7 @@ impl Session {
     /// is the authority. On a hub without authentication it is served like every caller
     /// there: everything, no actor.
     pub fn for_identity(hub: Arc<HubState>, identity: Identity, front_door: &'static str) -> Self {
-        let mut session = Self::new(hub);
-        session.front_door = front_door;
-        session.configured = Some(Arc::new(identity));
-        session
+        Self::opened(hub, Acting::Configured(Arc::new(identity)), front_door)
     }
 
     /// Serves `expose` on this session instead of the hub's `server.expose`.
@@ -200,13 +203,6 @@ impl Session {
     pub fn with_presentation(mut self, presentation: Presentation) -> Self {
         self.presentation = presentation;
         self
-    }
-
-    /// A session acting for `who`, already established (the HTTP fast path).
-    pub(crate) fn for_who(hub: Arc<HubState>, who: Who) -> Self {
-        let this = Self::new(hub);
-        let _ = this.state.who.set(who);
-        this
     }
 
     fn who_for(&self, identity: Option<&Identity>, session: Option<String>) -> Who {
@@ -254,10 +250,10 @@ impl Session {
                 .get_or_init(|| self.who_for(None, None))
                 .clone());
         }
-        let identity = match (&self.credential, &self.configured) {
-            (Some(credential), _) => Some(self.recheck(credential).await?),
-            (None, Some(configured)) => Some(Identity::clone(configured)),
-            (None, None) => extensions
+        let identity = match &self.acting {
+            Acting::Credential(credential) => Some(self.recheck(credential).await?),
+            Acting::Configured(configured) => Some(Identity::clone(configured)),
+            Acting::PerRequest => extensions
                 .get::<axum::http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<Identity>().cloned()),
         };
@@ -393,17 +389,21 @@ impl Session {
         )
     }
 
-    /// Runs tool `name` of this session's surface under `root`, and records it (as the root of
-    /// the calls it makes) when the caller is audited.
+    /// Runs tool `name` of this session's surface under `root` with `policy` (the caller's,
+    /// as `admit` established it), and records it (as the root of the calls it makes) when the
+    /// caller is audited.
     pub(crate) async fn run_tool(
         &self,
+        policy: &dyn Policy,
         name: String,
         args: Option<JsonObject>,
         root: &CallNode,
         caller: Caller,
     ) -> Result<CallToolResult, ErrorData> {
         let Some(audit) = caller.audit.clone() else {
-            return self.run_surface_tool(name, args, root, caller).await;
+            return self
+                .run_surface_tool(policy, name, args, root, caller)
+                .await;
         };
         let started = std::time::SystemTime::now();
         let clock = Instant::now();
@@ -415,7 +415,9 @@ impl Session {
             .then(|| args.clone().map(serde_json::Value::Object))
             .flatten();
         let operation = name.clone();
-        let outcome = self.run_surface_tool(name, args, root, caller).await;
+        let outcome = self
+            .run_surface_tool(policy, name, args, root, caller)
+            .await;
         let (code, output) = match &outcome {
             Ok(r) if r.is_error == Some(true) => ("tool_error", serde_json::to_value(r).ok()),
             Ok(r) => ("ok", serde_json::to_value(r).ok()),
@@ -440,14 +442,13 @@ impl Session {
 
     async fn run_surface_tool(
         &self,
+        policy: &dyn Policy,
         name: String,
         args: Option<JsonObject>,
         root: &CallNode,
         caller: Caller,
     ) -> Result<CallToolResult, ErrorData> {
         let dispatcher = &self.hub.dispatcher;
-        let policy = self.policy();
-        let policy = policy.as_ref();
         Ok(match name.as_str() {
             "list" if self.shows_meta() => surface::list(dispatcher, policy, args),
             "search" if self.shows_meta() => surface::search(dispatcher, policy, args),
@@ -467,16 +468,13 @@ impl Session {
         })
     }
 
-    fn all_tools(&self) -> Vec<Tool> {
+    fn all_tools(&self, policy: &dyn Policy) -> Vec<Tool> {
         let mut tools = Vec::new();
         if self.shows_meta() {
             tools.extend(surface::meta_tools());
         }
         if self.shows_direct() {
-            tools.extend(surface::direct_tools(
-                &self.hub.dispatcher,
-                self.policy().as_ref(),
-            ));
+            tools.extend(surface::direct_tools(&self.hub.dispatcher, policy));
         }
         tools
     }
@@ -583,8 +581,8 @@ impl ServerHandler for Session {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.admit(&context.extensions).await?;
-        let tools = self.all_tools();
+        let who = self.admit(&context.extensions).await?;
+        let tools = self.all_tools(who.policy.as_ref());
         let after = request.and_then(|r| r.cursor);
         let start = match &after {
             Some(c) => tools
@@ -619,7 +617,13 @@ impl ServerHandler for Session {
         let caller = self.caller(&context, &who, progress);
         // `run_tool` owns the sink, so it is dropped when the call ends.
         let mut result = self
-            .run_tool(request.name.to_string(), request.arguments, &root, caller)
+            .run_tool(
+                who.policy.as_ref(),
+                request.name.to_string(),
+                request.arguments,
+                &root,
+                caller,
+            )
             .await?;
         self.presentation.present(&request.name, &mut result);
         // Progress must not arrive after the result (the client would drop it, or the stream
@@ -635,12 +639,12 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.admit(&context.extensions).await?;
+        let who = self.admit(&context.extensions).await?;
         let resources = self
             .hub
             .dispatcher
             .registry()
-            .resources(self.policy().as_ref());
+            .resources(who.policy.as_ref());
         Ok(ListResourcesResult::with_all_items(resources))
     }
 
@@ -649,9 +653,9 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.admit(&context.extensions).await?;
+        let who = self.admit(&context.extensions).await?;
         let registry = self.hub.dispatcher.registry();
-        let templates = registry.resource_templates(self.policy().as_ref());
+        let templates = registry.resource_templates(who.policy.as_ref());
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
@@ -689,12 +693,8 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.admit(&context.extensions).await?;
-        let prompts = self
-            .hub
-            .dispatcher
-            .registry()
-            .prompts(self.policy().as_ref());
+        let who = self.admit(&context.extensions).await?;
+        let prompts = self.hub.dispatcher.registry().prompts(who.policy.as_ref());
         Ok(ListPromptsResult::with_all_items(prompts))
     }
 

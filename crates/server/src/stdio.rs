@@ -45,7 +45,7 @@ pub async fn serve_on(
     transport: LineTransport,
     shutdown: CancellationToken,
 ) {
-    let service = match Session::stdio(hub, token)
+    let service = match Session::for_socket(hub, token, "stdio")
         .serve_with_ct(transport, shutdown.child_token())
         .await
     {
@@ -248,11 +248,14 @@ pub(crate) fn parse<R: ServiceRole>(line: &[u8]) -> Result<RxJsonRpcMessage<R>, 
     }
 }
 
+/// A JSON-RPC error response: how every front door (stdio, WebSocket, HTTP) answers input
+/// it could not take.
+pub(crate) fn error_response(id: Value, code: i32, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
 fn error_line(id: Value, code: i32, message: &str) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({
-        "jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}
-    }))
-    .unwrap_or_default();
+    let mut line = serde_json::to_vec(&error_response(id, code, message)).unwrap_or_default();
     line.push(b'\n');
     line
 }

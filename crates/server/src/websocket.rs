@@ -30,7 +30,7 @@ use rmcp::{
     service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
     transport::Transport,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +80,23 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Message {
         code,
         reason: reason.into(),
     }))
+}
+
+/// Closes a socket just accepted with 1008 (policy violation) and `reason`, before anything
+/// is served, then waits a moment for the peer's close so the frame is not lost to a reset.
+/// How every WebSocket door turns away a refused credential.
+pub(crate) async fn refuse(mut socket: WebSocket, reason: &str) {
+    if socket
+        .send(close_frame(close_code::POLICY, reason))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
 }
 
 /// Messages queued towards the peer before the session waits for the socket.
@@ -333,7 +350,7 @@ fn read_failure(error: axum::Error) -> (u16, String) {
 
 fn error_frame(id: Value, code: i32, message: &str) -> Message {
     tracing::debug!(code, "websocket: {message}");
-    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    let body = crate::stdio::error_response(id, code, message);
     Message::Text(body.to_string().into())
 }
 

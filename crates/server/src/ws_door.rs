@@ -30,7 +30,7 @@ use crate::{
     session::{HubState, Session},
     session_end::EndingTransport,
     summary::Presentation,
-    websocket::{SocketLimits, SocketTransport, close_frame},
+    websocket::{SocketLimits, SocketTransport, refuse},
 };
 
 /// Settings of the WebSocket front door.
@@ -139,10 +139,9 @@ impl Door {
         uri: &Uri,
         presentation: Presentation,
     ) -> Response {
-        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        if !origin_allowed(origin, self.allowed_origins.as_deref()) {
-            tracing::warn!(?origin, "websocket: origin not allowed");
-            return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+        if let Some(refused) = refuse_origin(headers, self.allowed_origins.as_deref(), "websocket")
+        {
+            return refused;
         }
         let limit = self.settings.limits.read_limit();
         let credential = http_credential(headers, uri);
@@ -200,23 +199,6 @@ impl Door {
     }
 }
 
-/// Closes with 1008 and `reason`, then waits a moment for the peer's close so the frame is
-/// not lost to a reset.
-async fn refuse(mut socket: WebSocket, reason: &str) {
-    const POLICY_VIOLATION: u16 = 1008;
-    if socket
-        .send(close_frame(POLICY_VIOLATION, reason))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
-}
-
 #[derive(Deserialize)]
 struct HealthQuery {
     key: Option<String>,
@@ -260,6 +242,21 @@ async fn health(State(door): State<Arc<Door>>, Query(q): Query<HealthQuery>) -> 
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `403` for a browser page whose `Origin` may not connect (see [`origin_allowed`]); `door`
+/// names the route in the log.
+pub(crate) fn refuse_origin(
+    headers: &HeaderMap,
+    allowed: Option<&[String]>,
+    door: &str,
+) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin_allowed(origin, allowed) {
+        return None;
+    }
+    tracing::warn!(?origin, "{door}: origin not allowed");
+    Some((StatusCode::FORBIDDEN, "origin not allowed\n").into_response())
 }
 
 /// Origins of pages on this machine; the default when `allowed_origins` is not set.

@@ -48,6 +48,12 @@ pub(crate) fn expiry(now: i64, ttl: Option<Duration>) -> Result<Option<i64>, Sto
         .ok_or_else(|| StoreError::InvalidInput(format!("ttl {ttl:?} is too large")))
 }
 
+/// What [`TokenInfo::is_active`] and [`Binding::is_active`] mean: not revoked, and not expired
+/// at `now` (unix ms).
+fn unrevoked_and_unexpired(revoked_at: Option<i64>, expires_at: Option<i64>, now: i64) -> bool {
+    revoked_at.is_none() && expires_at.is_none_or(|e| e > now)
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -82,7 +88,7 @@ pub struct TokenInfo {
 impl TokenInfo {
     /// Neither revoked nor expired at `now` (unix ms). Says nothing about the actor.
     pub fn is_active(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+        unrevoked_and_unexpired(self.revoked_at, self.expires_at, now)
     }
 }
 
@@ -105,7 +111,7 @@ pub struct Binding {
 impl Binding {
     /// Neither revoked nor expired at `now` (unix ms). Says nothing about the actor.
     pub fn is_active(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+        unrevoked_and_unexpired(self.revoked_at, self.expires_at, now)
     }
 }
 

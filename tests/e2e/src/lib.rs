@@ -11,13 +11,13 @@ use std::{
 use rmcp::{
     ServiceExt,
     model::{CallToolRequestParams, CallToolResult, JsonObject},
-    service::{RoleClient, RunningService},
+    service::{Peer, RoleClient, RunningService},
     transport::{StreamableHttpClientTransport, TokioChildProcess},
 };
 use serde_json::Value;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
 };
 
 pub type Client = RunningService<RoleClient, ()>;
@@ -291,23 +291,45 @@ pub fn args(v: Value) -> JsonObject {
 
 /// Calls a tool and returns its result.
 pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let mut p = CallToolRequestParams::new(tool.to_owned());
-    p.arguments = Some(args(arguments));
-    client
-        .call_tool(p)
-        .await
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+    call_peer(client, tool, arguments).await
 }
 
-/// Runs the meta tool `call` with one item and returns that item's entry of `results`.
-pub async fn call_one(client: &Client, tool: &str, input: Value) -> Value {
-    let r = call(
-        client,
+/// The structured content of a tool result, panicking if it has none.
+pub fn structured(r: &CallToolResult) -> Value {
+    r.structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
+}
+
+/// Runs a meta tool and returns its structured answer, failing on a tool error. Takes any
+/// client (`&client` of any handler derefs to its peer).
+pub async fn meta(peer: &Peer<RoleClient>, tool: &str, args: Value) -> Value {
+    let r = call_peer(peer, tool, args.clone()).await;
+    assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {r:?}");
+    structured(&r)
+}
+
+/// Runs the meta tool `call` with one item and returns that item's entry of `results`. Takes
+/// any client (`&client` of any handler derefs to its peer).
+pub async fn call_one(peer: &Peer<RoleClient>, tool: &str, input: Value) -> Value {
+    let r = call_peer(
+        peer,
         "call",
         serde_json::json!({"calls": [{"tool": tool, "input": input}]}),
     )
     .await;
-    r.structured_content.expect("structured results")["results"][0].clone()
+    structured(&r)["results"][0].clone()
+}
+
+/// The names of the tools a client lists (every page, in order); panics if `tools/list` fails.
+/// Takes any client (`&client` of any handler derefs to its peer).
+pub async fn tool_names(peer: &Peer<RoleClient>) -> Vec<String> {
+    peer.list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect()
 }
 
 /// The text of every text block of a result, joined by newlines.
@@ -386,11 +408,7 @@ pub async fn recording_client(url: &str) -> (RecordingClient, Recorder) {
 }
 
 /// Like [`call`], for any client (`&client` of any handler derefs to its peer).
-pub async fn call_peer(
-    peer: &rmcp::service::Peer<RoleClient>,
-    tool: &str,
-    arguments: Value,
-) -> CallToolResult {
+pub async fn call_peer(peer: &Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
     let mut p = CallToolRequestParams::new(tool.to_owned());
     p.arguments = Some(args(arguments));
     peer.call_tool(p)
@@ -570,8 +588,6 @@ impl HttpFixture {
         let _ = self.child.kill().await;
     }
 }
-
-impl Log {}
 
 // ---- Helpers for the interop tests (real third-party clients, see tests/interop) ----
 
@@ -788,4 +804,128 @@ pub async fn ws_session(url: &str) -> WsStream {
     )
     .await;
     ws
+}
+
+// ---- A raw JSON-RPC driver for `patchbay stdio` ----
+
+/// A `patchbay stdio` process driven line by line, for what an MCP client would never send.
+pub struct RawStdio {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    pub log: Log,
+    /// Whether every line read must be JSON-RPC 2.0 (see [`RawStdio::checking_jsonrpc`]).
+    check_jsonrpc: bool,
+}
+
+impl RawStdio {
+    /// How long [`RawStdio::answer`] waits for the next line.
+    const ANSWER: Duration = Duration::from_secs(10);
+
+    /// Starts `patchbay stdio --config CONFIG` with piped stdin, stdout and stderr.
+    pub async fn start(config: &Path) -> Self {
+        let mut child = Command::new(patchbay())
+            .arg("stdio")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start patchbay stdio");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let log = Log::default();
+        log.collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+            log,
+            check_jsonrpc: false,
+        }
+    }
+
+    /// Also asserts `"jsonrpc": "2.0"` on every line [`RawStdio::answer`] reads, notifications
+    /// included.
+    pub fn checking_jsonrpc(mut self) -> Self {
+        self.check_jsonrpc = true;
+        self
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stdin
+            .write_all(bytes)
+            .await
+            .expect("write to patchbay stdio");
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Sends `message` as one line.
+    pub async fn send(&mut self, message: Value) {
+        let mut line = serde_json::to_vec(&message).unwrap();
+        line.push(b'\n');
+        self.send_bytes(&line).await;
+    }
+
+    /// The next message with an `id` (responses and errors), skipping notifications.
+    pub async fn answer(&mut self) -> Value {
+        let limit = Self::ANSWER;
+        loop {
+            let line = tokio::time::timeout(limit, self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no answer within {limit:?}; log:\n{}", self.log.text()))
+                .expect("read stdout")
+                .unwrap_or_else(|| {
+                    panic!("patchbay stdio closed stdout; log:\n{}", self.log.text())
+                });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            if self.check_jsonrpc {
+                assert_eq!(v["jsonrpc"], "2.0", "{v}");
+            }
+            if v.get("id").is_some() {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a request and returns the next answer, which must be for `id`.
+    pub async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
+        self.send(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await;
+        let a = self.answer().await;
+        assert_eq!(a["id"], id, "answers come in order here: {a}");
+        a
+    }
+
+    /// A ping answered with a result proves the session is still alive.
+    pub async fn alive(&mut self, id: u64) {
+        let a = self.request(id, "ping", serde_json::json!({})).await;
+        assert!(
+            a.get("result").is_some(),
+            "ping not answered with a result: {a}"
+        );
+    }
+
+    /// Closes stdin and waits (15 s at most) for the process to exit; returns its exit status
+    /// and its log.
+    pub async fn close(self) -> (std::process::ExitStatus, Log) {
+        let Self {
+            mut child,
+            stdin,
+            log,
+            ..
+        } = self;
+        drop(stdin);
+        let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+            .await
+            .expect("exits after stdin closes")
+            .unwrap();
+        (status, log)
+    }
 }

@@ -1,8 +1,9 @@
 //! The `actors` table.
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::is_constraint_violation;
 use crate::model::check_name;
 use crate::{Actor, StoreError, StoreResult, now_ms};
 
@@ -44,9 +45,7 @@ pub(super) fn add(conn: &Connection, name: &str, roles: &[String]) -> StoreResul
     );
     match inserted {
         Ok(_) => Ok(actor),
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-            Err(StoreError::ActorExists(name.to_owned()))
-        }
+        Err(e) if is_constraint_violation(&e) => Err(StoreError::ActorExists(name.to_owned())),
         Err(e) => Err(e.into()),
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::actors;
+use super::{actors, insert_with_fresh_id};
 use crate::crypto::random_id;
 use crate::model::{check_name, expiry};
 use crate::{Actor, Binding, StoreError, StoreResult, now_ms};
@@ -35,9 +35,7 @@ pub(super) fn create(
     actors::require(&tx, actor)?;
     let now = now_ms();
     let expires_at = expiry(now, ttl)?;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
+    let binding = insert_with_fresh_id(|| {
         let binding = Binding {
             id: random_id("bnd_")?,
             actor: actor.to_owned(),
@@ -57,16 +55,10 @@ pub(super) fn create(
                 binding.expires_at
             ],
         );
-        match inserted {
-            Ok(_) => {
-                tx.commit()?;
-                return Ok(binding);
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::ConstraintViolation && attempts < 5 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        Ok((binding, inserted))
+    })?;
+    tx.commit()?;
+    Ok(binding)
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> StoreResult<Option<Binding>> {

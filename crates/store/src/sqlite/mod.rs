@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
 
 use crate::crypto::Sealer;
 use crate::{
@@ -159,6 +159,29 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether `error` is a constraint (such as a unique key) refusing a write.
+fn is_constraint_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
+}
+
+/// Inserts a row under a freshly drawn random id: `attempt` draws the id, builds the row, tries
+/// the insert and gives back the row with the insert's result. Ids carry 40 random bits: a
+/// collision is rare, and a fresh draw fixes it (up to five draws in all).
+fn insert_with_fresh_id<T>(
+    mut attempt: impl FnMut() -> StoreResult<(T, rusqlite::Result<usize>)>,
+) -> StoreResult<T> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (row, inserted) = attempt()?;
+        match inserted {
+            Ok(_) => return Ok(row),
+            Err(e) if is_constraint_violation(&e) && attempts < 5 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

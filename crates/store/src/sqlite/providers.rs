@@ -1,7 +1,8 @@
 //! The `providers` table: dial-in tool providers, each with the SHA-256 hash of its token.
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::is_constraint_violation;
 use crate::crypto::{PROVIDER_TOKEN_PREFIX, hash_token, mint_secret};
 use crate::model::is_valid_provider_name;
 use crate::{ProviderInfo, SecretString, StoreError, StoreResult, now_ms};
@@ -34,9 +35,7 @@ pub(super) fn add(conn: &Connection, name: &str) -> StoreResult<(ProviderInfo, S
     );
     match inserted {
         Ok(_) => Ok((info, secret)),
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-            Err(StoreError::ProviderExists(name.to_owned()))
-        }
+        Err(e) if is_constraint_violation(&e) => Err(StoreError::ProviderExists(name.to_owned())),
         Err(e) => Err(e.into()),
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::actors;
+use super::{actors, insert_with_fresh_id};
 use crate::crypto::{hash_token, mint_token, random_id};
 use crate::model::expiry;
 use crate::{Actor, SecretString, StoreError, StoreResult, TokenInfo, now_ms};
@@ -48,10 +48,7 @@ pub(super) fn issue(
     actors::require(&tx, actor)?;
     let now = now_ms();
     let expires_at = expiry(now, ttl)?;
-    // Ids carry 40 random bits: a collision is rare, and a fresh draw fixes it.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
+    let issued = insert_with_fresh_id(|| {
         let (secret, hash) = mint_token()?;
         let info = TokenInfo {
             id: random_id("tok_")?,
@@ -74,16 +71,10 @@ pub(super) fn issue(
                 info.expires_at
             ],
         );
-        match inserted {
-            Ok(_) => {
-                tx.commit()?;
-                return Ok((info, secret));
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::ConstraintViolation && attempts < 5 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        Ok(((info, secret), inserted))
+    })?;
+    tx.commit()?;
+    Ok(issued)
 }
 
 pub(super) fn verify(conn: &Connection, secret: &str) -> StoreResult<Option<(TokenInfo, Actor)>> {

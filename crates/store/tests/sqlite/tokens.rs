@@ -1,8 +1,17 @@
 use std::time::Duration;
 
-use patchbay_store::{StoreError, looks_like_token};
+use patchbay_store::{SecretString, StoreError, looks_like_token};
 
-use crate::fixture;
+use crate::{Fixture, fixture};
+
+/// Whether `secret` verifies now.
+async fn verifies(f: &Fixture, secret: &SecretString) -> bool {
+    f.store
+        .verify_token(secret.expose())
+        .await
+        .unwrap()
+        .is_some()
+}
 
 #[tokio::test]
 async fn issue_then_verify() {
@@ -61,22 +70,10 @@ async fn revoked_token_stops_verifying() {
     let f = fixture();
     f.store.add_actor("alice", &[]).await.unwrap();
     let (info, secret) = f.store.issue_token("alice", None, None).await.unwrap();
-    assert!(
-        f.store
-            .verify_token(secret.expose())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(verifies(&f, &secret).await);
     let revoked = f.store.revoke_token(&info.id).await.unwrap();
     let first = revoked.revoked_at.unwrap();
-    assert!(
-        f.store
-            .verify_token(secret.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!verifies(&f, &secret).await);
     // Revoking again keeps the first time.
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(
@@ -99,13 +96,7 @@ async fn expired_token_stops_verifying() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(
-        f.store
-            .verify_token(secret.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!verifies(&f, &secret).await);
 }
 
 #[tokio::test]
@@ -114,21 +105,9 @@ async fn disabled_actor_token_stops_verifying_and_returns_when_enabled() {
     f.store.add_actor("alice", &[]).await.unwrap();
     let (_, secret) = f.store.issue_token("alice", None, None).await.unwrap();
     f.store.disable_actor("alice").await.unwrap();
-    assert!(
-        f.store
-            .verify_token(secret.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!verifies(&f, &secret).await);
     f.store.enable_actor("alice").await.unwrap();
-    assert!(
-        f.store
-            .verify_token(secret.expose())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(verifies(&f, &secret).await);
 }
 
 #[tokio::test]

@@ -1,103 +1,10 @@
 //! Bad input at the front doors gets a proper error and the session carries on: raw JSON-RPC
 //! lines on `patchbay stdio`, raw HTTP requests on `/mcp`.
 
-use std::{process::Stdio, time::Duration};
-
 use patchbay_e2e::*;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
 
 const MAX_MESSAGE: usize = 2048;
-const ANSWER: Duration = Duration::from_secs(10);
-
-/// A `patchbay stdio` process driven line by line.
-struct RawStdio {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    log: Log,
-}
-
-impl RawStdio {
-    async fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new(patchbay())
-            .arg("stdio")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start patchbay stdio");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let log = Log::default();
-        log.collect(child.stderr.take().unwrap());
-        Self {
-            child,
-            stdin,
-            stdout,
-            log,
-        }
-    }
-
-    async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stdin
-            .write_all(bytes)
-            .await
-            .expect("write to patchbay stdio");
-        self.stdin.flush().await.unwrap();
-    }
-
-    async fn send(&mut self, message: Value) {
-        let mut line = serde_json::to_vec(&message).unwrap();
-        line.push(b'\n');
-        self.send_bytes(&line).await;
-    }
-
-    /// The next message with an `id` (responses and errors), skipping notifications.
-    async fn answer(&mut self) -> Value {
-        loop {
-            let line = tokio::time::timeout(ANSWER, self.stdout.next_line())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no answer within {ANSWER:?}; log:\n{}", self.log.text())
-                })
-                .expect("read stdout")
-                .unwrap_or_else(|| {
-                    panic!("patchbay stdio closed stdout; log:\n{}", self.log.text())
-                });
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-            assert_eq!(v["jsonrpc"], "2.0", "{v}");
-            if v.get("id").is_some() {
-                return v;
-            }
-        }
-    }
-
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
-        let a = self.answer().await;
-        assert_eq!(a["id"], id, "answers come in order here: {a}");
-        a
-    }
-
-    /// A ping answered proves the session is still alive.
-    async fn alive(&mut self, id: u64) {
-        let a = self.request(id, "ping", json!({})).await;
-        assert!(
-            a.get("result").is_some(),
-            "ping not answered with a result: {a}"
-        );
-    }
-}
 
 fn error_code(v: &Value) -> i64 {
     v["error"]["code"]
@@ -112,7 +19,7 @@ async fn stdio_answers_bad_lines_and_carries_on() {
         "patchbay.toml",
         &format!("[server]\nmax_message_bytes = {MAX_MESSAGE}\n"),
     );
-    let mut s = RawStdio::start(&config).await;
+    let mut s = RawStdio::start(&config).await.checking_jsonrpc();
 
     let init = s
         .request(
@@ -218,13 +125,9 @@ async fn stdio_answers_bad_lines_and_carries_on() {
     assert_eq!(s.answer().await["id"], 21);
 
     // Closing stdin ends the process cleanly.
-    drop(s.stdin);
-    let status = tokio::time::timeout(Duration::from_secs(15), s.child.wait())
-        .await
-        .expect("exits after stdin closes")
-        .unwrap();
-    assert!(status.success(), "{status}; log:\n{}", s.log.text());
-    assert!(!s.log.text().contains("panicked"), "{}", s.log.text());
+    let (status, log) = s.close().await;
+    assert!(status.success(), "{status}; log:\n{}", log.text());
+    assert!(!log.text().contains("panicked"), "{}", log.text());
 }
 
 const ACCEPT: &str = "application/json, text/event-stream";

@@ -19,9 +19,7 @@ use std::{
 use patchbay_e2e::*;
 use rmcp::{
     ServiceExt,
-    model::{
-        CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
-    },
+    model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams},
     service::{Peer, RoleClient, ServiceError},
     transport::{
         StreamableHttpClientTransport, TokioChildProcess,
@@ -515,19 +513,6 @@ async fn stdio_as(config: &Path, token: &str, by_env: bool) -> (Client, Log) {
 }
 
 // ---- Reading answers ----
-
-fn structured(r: &CallToolResult) -> Value {
-    r.structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
-}
-
-/// Runs a meta tool and returns its structured answer, failing on a tool error.
-async fn meta(peer: &Peer<RoleClient>, tool: &str, args: Value) -> Value {
-    let r = call_peer(peer, tool, args.clone()).await;
-    assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {r:?}");
-    structured(&r)
-}
 
 /// Runs a batch through the meta tool `call` and returns its `results`.
 async fn batch(peer: &Peer<RoleClient>, calls: Vec<Value>) -> Vec<Value> {

@@ -9,7 +9,7 @@
 #![allow(deprecated)]
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -34,10 +34,7 @@ use rmcp::{
     transport::StreamableHttpClientTransport,
 };
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
+use tokio::process::Command;
 
 const READY: Duration = Duration::from_secs(30);
 /// How long a test waits to be sure something does *not* arrive.
@@ -268,30 +265,6 @@ async fn connect(url: &str, asker: &Asker) -> AskerClient {
 
 // ---- Meta tools ----
 
-fn structured(r: &rmcp::model::CallToolResult) -> Value {
-    r.structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
-}
-
-/// Runs a meta tool and returns its structured answer, failing on a tool error.
-async fn meta(peer: &Peer<RoleClient>, tool: &str, args: Value) -> Value {
-    let r = call_peer(peer, tool, args.clone()).await;
-    assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {r:?}");
-    structured(&r)
-}
-
-/// Runs one operation through the meta tool `call` and returns its item of `results`.
-async fn call_item(peer: &Peer<RoleClient>, tool: &str, input: Value) -> Value {
-    let r = call_peer(
-        peer,
-        "call",
-        json!({"calls": [{"tool": tool, "input": input}]}),
-    )
-    .await;
-    structured(&r)["results"][0].clone()
-}
-
 /// The texts of a `call` item's result content, joined by newlines.
 fn item_text(item: &Value) -> String {
     item["result"]["content"]
@@ -345,13 +318,7 @@ async fn meta_tools_relay_sampling_elicitation_and_roots_to_the_caller() {
     hub.wait_all_ready(READY).await;
     let asker = Asker::new("meta", &["sampling", "elicitation", "roots"]);
     let client = connect(&hub.url, &asker).await;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert_eq!(names, ["list", "search", "schema", "call"], "meta mode");
 
     // Sampling: found by what it does, its schema read, called.
@@ -366,7 +333,7 @@ async fn meta_tools_relay_sampling_elicitation_and_roots_to_the_caller() {
         s["inputSchema"]["properties"]["maxTokens"].is_object(),
         "{s}"
     );
-    let item = call_item(
+    let item = call_one(
         &client,
         sampling,
         json!({"prompt": "marker-7f3 write a haiku", "maxTokens": 20}),
@@ -391,7 +358,7 @@ async fn meta_tools_relay_sampling_elicitation_and_roots_to_the_caller() {
     search_until_top(&client, "ask the user to fill in a form", elicitation).await;
     let s = meta(&client, "schema", json!({"tool": elicitation})).await;
     assert_eq!(s["tool"], elicitation, "{s}");
-    let item = call_item(&client, elicitation, json!({})).await;
+    let item = call_one(&client, elicitation, json!({})).await;
     assert_eq!(item["success"], true, "{item}");
     let text = item_text(&item);
     assert!(
@@ -415,7 +382,7 @@ async fn meta_tools_relay_sampling_elicitation_and_roots_to_the_caller() {
     // on the upstream). Either way the tool reports exactly what this client was asked.
     let roots = "everything.get-roots-list";
     search_until_top(&client, "list the client's root directories", roots).await;
-    let item = call_item(&client, roots, json!({})).await;
+    let item = call_one(&client, roots, json!({})).await;
     assert_eq!(item["success"], true, "{item}");
     let text = item_text(&item);
     if asker.roots_asked() > 0 {
@@ -438,7 +405,7 @@ async fn meta_tools_relay_sampling_elicitation_and_roots_to_the_caller() {
     // A client without the sampling capability gets an error at once, not a hang.
     let plain = hub.client().await;
     let started = Instant::now();
-    let item = call_item(&plain, sampling, json!({"prompt": "no sampling here"})).await;
+    let item = call_one(&plain, sampling, json!({"prompt": "no sampling here"})).await;
     let took = started.elapsed();
     assert!(item_failed(&item), "{item}");
     assert!(!item_text(&item).contains("answer-from"), "{item}");
@@ -467,7 +434,7 @@ async fn sampling_without_the_capability_fails_promptly() {
         let asker = Asker::new("nosampling", capabilities);
         let client = connect(&hub.url, &asker).await;
         let started = Instant::now();
-        let item = call_item(
+        let item = call_one(
             &client,
             "conf.test_sampling",
             json!({"prompt": "marker-nosampling"}),
@@ -488,7 +455,7 @@ async fn sampling_without_the_capability_fails_promptly() {
         assert!(asker.sampled().is_empty(), "{:?}", asker.sampled());
 
         // The session carries on.
-        let item = call_item(&client, "conf.test_simple_text", json!({})).await;
+        let item = call_one(&client, "conf.test_simple_text", json!({})).await;
         assert_eq!(
             item_text(&item),
             "This is a simple text response for testing."
@@ -514,7 +481,7 @@ async fn sampling_requests_never_reach_another_client() {
     let a_call = {
         let peer = ca.peer().clone();
         tokio::spawn(async move {
-            call_item(
+            call_one(
                 &peer,
                 "conf.test_sampling",
                 json!({"prompt": "prompt-of-A"}),
@@ -527,7 +494,7 @@ async fn sampling_requests_never_reach_another_client() {
         "A was never asked; log:\n{}",
         hub.log.text()
     );
-    let b_item = call_item(&cb, "conf.test_sampling", json!({"prompt": "prompt-of-B"})).await;
+    let b_item = call_one(&cb, "conf.test_sampling", json!({"prompt": "prompt-of-B"})).await;
     let a_item = a_call.await.unwrap();
 
     // Nobody was asked about the other's call.
@@ -569,7 +536,7 @@ async fn sampling_requests_never_reach_another_client() {
     );
 
     // Alone again, B is asked and answered.
-    let b_item = call_item(
+    let b_item = call_one(
         &cb,
         "conf.test_sampling",
         json!({"prompt": "prompt-of-B-2"}),
@@ -799,7 +766,7 @@ async fn log_messages_reach_only_the_caller_at_its_level() {
         .await
         .unwrap();
 
-    let item = call_item(&c1, "conf.test_tool_with_logging", json!({})).await;
+    let item = call_one(&c1, "conf.test_tool_with_logging", json!({})).await;
     assert_eq!(
         item_text(&item),
         "Tool with logging executed successfully",
@@ -834,7 +801,7 @@ async fn log_messages_reach_only_the_caller_at_its_level() {
     );
 
     // Two makes the same call: the upstream logs at info, two's level (error) filters it.
-    let item = call_item(&c2, "conf.test_tool_with_logging", json!({})).await;
+    let item = call_one(&c2, "conf.test_tool_with_logging", json!({})).await;
     assert_eq!(
         item_text(&item),
         "Tool with logging executed successfully",
@@ -850,7 +817,7 @@ async fn log_messages_reach_only_the_caller_at_its_level() {
     );
 
     // One, calling again, gets its three again.
-    call_item(&c1, "conf.test_tool_with_logging", json!({})).await;
+    call_one(&c1, "conf.test_tool_with_logging", json!({})).await;
     assert!(
         eventually(Duration::from_secs(5), || one.logs().len() >= 6).await,
         "{:?}",
@@ -882,7 +849,7 @@ async fn resource_updates_reach_only_subscribed_sessions() {
         .await
         .unwrap();
     // B (not subscribed) triggers the update: it goes by subscription, not by caller.
-    let item = call_item(&cb, "conf.test_notify_resource_updated", json!({})).await;
+    let item = call_one(&cb, "conf.test_notify_resource_updated", json!({})).await;
     assert_eq!(
         item_text(&item),
         format!("sent notifications/resources/updated for {WATCHED}"),
@@ -907,7 +874,7 @@ async fn resource_updates_reach_only_subscribed_sessions() {
     );
 
     // A triggers it too.
-    let item = call_item(&ca, "conf.test_notify_resource_updated", json!({})).await;
+    let item = call_one(&ca, "conf.test_notify_resource_updated", json!({})).await;
     assert!(item_text(&item).starts_with("sent"), "{item}");
     assert!(eventually(Duration::from_secs(5), || a.updated().len() >= 2).await);
 
@@ -915,7 +882,7 @@ async fn resource_updates_reach_only_subscribed_sessions() {
     ca.unsubscribe(UnsubscribeRequestParams::new(WATCHED))
         .await
         .unwrap();
-    let item = call_item(&cb, "conf.test_notify_resource_updated", json!({})).await;
+    let item = call_one(&cb, "conf.test_notify_resource_updated", json!({})).await;
     assert_eq!(
         item_text(&item),
         format!("not subscribed to {WATCHED}; nothing sent"),
@@ -1303,77 +1270,6 @@ async fn http_refuses_unknown_and_expired_sessions_and_foreign_origins() {
     assert!(hub.stop().await.success());
 }
 
-/// A `patchbay stdio` process driven line by line.
-struct RawStdio {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    log: Log,
-}
-
-impl RawStdio {
-    async fn start(config: &Path) -> Self {
-        let mut child = Command::new(patchbay())
-            .arg("stdio")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start patchbay stdio");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let log = Log::default();
-        log.collect(child.stderr.take().unwrap());
-        Self {
-            child,
-            stdin,
-            stdout,
-            log,
-        }
-    }
-
-    async fn send(&mut self, message: Value) {
-        let mut line = serde_json::to_vec(&message).unwrap();
-        line.push(b'\n');
-        self.stdin.write_all(&line).await.expect("write to stdin");
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// The next message with an `id` (answers), skipping notifications.
-    async fn answer(&mut self) -> Value {
-        let limit = Duration::from_secs(10);
-        loop {
-            let line = tokio::time::timeout(limit, self.stdout.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no answer within {limit:?}; log:\n{}", self.log.text()))
-                .expect("read stdout")
-                .unwrap_or_else(|| panic!("stdout closed; log:\n{}", self.log.text()));
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-            if v.get("id").is_some() {
-                return v;
-            }
-        }
-    }
-
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
-        let a = self.answer().await;
-        assert_eq!(a["id"], id, "{a}");
-        a
-    }
-
-    async fn alive(&mut self, id: u64) {
-        let a = self.request(id, "ping", json!({})).await;
-        assert!(a["result"].is_object(), "ping: {a}");
-    }
-}
-
 #[tokio::test]
 async fn stdio_survives_stray_messages_and_refuses_duplicate_ids() {
     let ws = Workspace::new();
@@ -1452,7 +1348,8 @@ async fn stdio_survives_stray_messages_and_refuses_duplicate_ids() {
         item["result"]["content"][0]["text"], "slept 700",
         "{result}"
     );
-    s.alive(900).await;
+    let a = s.request(900, "ping", json!({})).await;
+    assert!(a["result"].is_object(), "ping: {a}");
 
     // The id is free again once the first is answered.
     let again = s
@@ -1468,13 +1365,9 @@ async fn stdio_survives_stray_messages_and_refuses_duplicate_ids() {
         "{again}"
     );
 
-    drop(s.stdin);
-    let status = tokio::time::timeout(Duration::from_secs(15), s.child.wait())
-        .await
-        .expect("exits after stdin closes")
-        .unwrap();
-    assert!(status.success(), "{status}; log:\n{}", s.log.text());
-    assert!(!s.log.text().contains("panicked"), "{}", s.log.text());
+    let (status, log) = s.close().await;
+    assert!(status.success(), "{status}; log:\n{}", log.text());
+    assert!(!log.text().contains("panicked"), "{}", log.text());
 }
 
 // ---- The stdio front door relays requests back too ----
@@ -1496,7 +1389,7 @@ async fn stdio_front_door_relays_sampling_and_elicitation() {
         .await
         .expect("MCP client connects over stdio");
 
-    let item = call_item(
+    let item = call_one(
         &client,
         "conf.test_sampling",
         json!({"prompt": "marker-stdio-door"}),
@@ -1513,7 +1406,7 @@ async fn stdio_front_door_relays_sampling_and_elicitation() {
         asker.sampled()
     );
 
-    let item = call_item(
+    let item = call_one(
         &client,
         "conf.test_elicitation",
         json!({"message": "marker-stdio-elicit"}),
@@ -1587,7 +1480,7 @@ async fn a_sampling_answer_after_the_call_ended_is_ignored() {
     // Answers sampling after 2.5 s: the call times out at 1 s, the answer arrives later.
     let asker = Asker::new("late", &["sampling"]).slow(Duration::from_millis(2500));
     let client = connect(&hub.url, &asker).await;
-    let item = call_item(
+    let item = call_one(
         &client,
         "conf.test_sampling",
         json!({"prompt": "marker-late"}),
@@ -1597,7 +1490,7 @@ async fn a_sampling_answer_after_the_call_ended_is_ignored() {
     assert_eq!(item["error"]["code"], "timeout", "{item}");
     // The late answer reaches a hub that has forgotten the request: nothing breaks.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let item = call_item(&client, "conf.test_simple_text", json!({})).await;
+    let item = call_one(&client, "conf.test_simple_text", json!({})).await;
     assert_eq!(
         item_text(&item),
         "This is a simple text response for testing."

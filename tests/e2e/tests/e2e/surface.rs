@@ -15,23 +15,6 @@ const READY: Duration = Duration::from_secs(30);
 /// add_tool, pid).
 const FIXTURE_BUILTINS: usize = 13;
 
-fn structured(r: &rmcp::model::CallToolResult) -> Value {
-    r.structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
-}
-
-/// Runs a meta tool and returns its structured answer, failing on a tool error.
-async fn meta(
-    client: &rmcp::service::Peer<rmcp::service::RoleClient>,
-    tool: &str,
-    args: Value,
-) -> Value {
-    let r = call_peer(client, tool, args.clone()).await;
-    assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {r:?}");
-    structured(&r)
-}
-
 /// Pages through `list` with `limit` and returns every operation name, in order.
 async fn list_all(client: &Client, namespace: Option<&str>, limit: usize) -> Vec<String> {
     let mut names = Vec::new();
@@ -653,13 +636,7 @@ async fn expose_direct_and_both() {
     let hub = Hub::serve(&fx_config(&ws, "[server]\nexpose = \"direct\"\n")).await;
     hub.wait_all_ready(READY).await;
     let (client, recorder) = recording_client(&hub.url).await;
-    let names: BTreeSet<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names: BTreeSet<String> = tool_names(&client).await.into_iter().collect();
     assert_eq!(names.len(), FIXTURE_BUILTINS, "{names:?}");
     assert!(
         names.contains("fx.echo") && names.contains("fx.add"),
@@ -692,13 +669,7 @@ async fn expose_direct_and_both() {
     );
     let mut found = false;
     for _ in 0..100 {
-        let names: Vec<String> = client
-            .list_all_tools()
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.name.to_string())
-            .collect();
+        let names = tool_names(&client).await;
         if names.contains(&"fx.late_tool".to_owned()) {
             found = true;
             break;
@@ -715,13 +686,7 @@ async fn expose_direct_and_both() {
     let hub = Hub::serve(&fx_config(&ws, "[server]\nexpose = \"both\"\n")).await;
     hub.wait_all_ready(READY).await;
     let client = hub.client().await;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert_eq!(names.len(), 4 + FIXTURE_BUILTINS, "{names:?}");
     assert_eq!(names[..4], ["list", "search", "schema", "call"]);
     assert!(names.contains(&"fx.echo".to_owned()));
@@ -846,13 +811,7 @@ async fn stdio_front_door_serves_the_core_flow() {
     let ws = Workspace::new();
     let config = fx_config(&ws, "");
     let (client, log) = stdio_client(&config).await;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert_eq!(names, ["list", "search", "schema", "call"]);
 
     // The upstream starts in the background; wait until `list` shows it ready.

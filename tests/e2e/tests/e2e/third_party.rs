@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use patchbay_e2e::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The installed server-everything entry point, or `None` (after failing under CI).
 fn everything() -> Option<PathBuf> {
@@ -32,12 +32,6 @@ fn which_node() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn structured(r: &rmcp::model::CallToolResult) -> Value {
-    r.structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("no structuredContent in {r:?}"))
 }
 
 #[tokio::test]
