@@ -239,17 +239,6 @@ impl Dispatcher {
         client: Option<Arc<dyn ClientChannel>>,
         actor: Option<Arc<str>>,
     ) -> Result<ServerResult, ForwardError> {
-        let mut route = route.clone();
-        if route.state == UpstreamState::Starting {
-            self.registry
-                .settle(&route.namespace, self.settings.startup_grace)
-                .await;
-            if let Some((state, detail)) = self.registry.state_of(&route.namespace) {
-                route.state = state;
-                route.detail = detail;
-            }
-        }
-        let route = &route;
         let caller = Caller {
             progress: None,
             client,
@@ -275,11 +264,22 @@ impl Dispatcher {
         E: Into<ForwardError>,
     {
         if route.state != UpstreamState::Ready {
-            let why = route
-                .detail
-                .clone()
-                .unwrap_or_else(|| route.state.as_str().to_owned());
-            return Err(CallError::unavailable(&route.namespace, why).into());
+            // An upstream on its first start may be ready a moment from now (its catalog can
+            // even be published just before its state turns ready): wait for it, bounded.
+            let (state, detail) = if route.state == UpstreamState::Starting {
+                self.registry
+                    .settle(&route.namespace, self.settings.startup_grace)
+                    .await;
+                self.registry
+                    .state_of(&route.namespace)
+                    .unwrap_or((route.state, route.detail.clone()))
+            } else {
+                (route.state, route.detail.clone())
+            };
+            if state != UpstreamState::Ready {
+                let why = detail.unwrap_or_else(|| state.as_str().to_owned());
+                return Err(CallError::unavailable(&route.namespace, why).into());
+            }
         }
         if parent.is_cancelled() {
             return Err(CallError::cancelled().into());
