@@ -22,8 +22,10 @@ use crate::{config::Source, hub::Hub};
     version,
     about = "One MCP endpoint for every upstream: agents see four tools (list, search, schema, call).",
     long_about = "Patchbay gathers the tools of many MCP servers into one registry and serves it to any \
-agent over Streamable HTTP or stdio. By default agents see four tools: `search` to find an operation, \
-`schema` to read its input, `call` to run it, and `list` to browse.\n\n\
+agent over Streamable HTTP, WebSocket or stdio, or by dialling out to a vendor's endpoint. By \
+default agents see four tools: `search` to find an operation, `schema` to read its input, `call` \
+to run it, and `list` to browse. With an [auth] section every caller is an authenticated actor \
+under [[policy]] rules, and every call is audited (docs/security.md).\n\n\
 Configuration: --config FILE, else ./patchbay.toml, else $XDG_CONFIG_HOME/patchbay/patchbay.toml \
 (~/.config/patchbay/patchbay.toml), else an embedded demo upstream. FILE may be TOML or the \
 {\"mcpServers\": {...}} JSON of Claude Desktop or Cursor. See docs/config.md.\n\n\
@@ -49,11 +51,13 @@ pub(crate) struct ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the hub over Streamable HTTP at /mcp and WebSocket at /mcp/ws, with /healthz and
-    /// /readyz.
+    /// Serve the hub over Streamable HTTP at /mcp and WebSocket at /mcp/ws, with /healthz,
+    /// /readyz and /metrics.
     ///
     /// WebSocket: one JSON-RPC message per text frame. /mcp_endpoint/call/?token=... serves the
-    /// xiaozhi-esp32-server relay's clients, /mcp_endpoint/health?key=... its stats.
+    /// xiaozhi-esp32-server relay's clients, /mcp_endpoint/health?key=... its stats; dial-in
+    /// tool providers connect to /providers/ws (or /mcp_endpoint/mcp/). [[endpoints]] entries
+    /// are dialled out to and served as their configured actor.
     ///
     /// Without an [auth] section the hub serves loopback addresses only: binding another
     /// address refuses to start unless --insecure-no-auth is given.
@@ -85,7 +89,8 @@ enum Command {
     },
     /// Use the four tools from a terminal, against the configuration or a running hub (--url).
     Ops(ops::OpsArgs),
-    /// Validate the configuration, start every upstream, and report; non-zero exit if any failed.
+    /// Validate the configuration, start every upstream and dial every [[endpoints]] entry once,
+    /// and report; non-zero exit if any failed.
     Check {
         #[command(flatten)]
         config: ConfigArg,
