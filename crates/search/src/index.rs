@@ -10,7 +10,7 @@ use crate::Document;
 use crate::config::{FIELDS, Field, Ranking};
 use crate::hash::FxHashMap;
 use crate::semantic::{self, quantise};
-use crate::tokenize::terms;
+use crate::words::{Words, analyse};
 
 /// Index of a document slot.
 pub(crate) type DocId = u32;
@@ -44,6 +44,18 @@ pub(crate) struct Namespace {
     pub name: Box<str>,
     /// The namespace's documents, sorted by name (browsing order).
     pub docs: Vec<DocId>,
+}
+
+/// Buffers reused across the documents of one [`SearchIndex::replace_namespace`].
+#[derive(Default)]
+struct Scratch {
+    /// The namespace's words, the same for every document.
+    namespace: Words,
+    name: Words,
+    description: Words,
+    /// Parameter names and descriptions, one at a time.
+    words: Words,
+    occurrences: Vec<(TermId, u8)>,
 }
 
 /// A ranked, incrementally updated index of operations. See the crate docs.
@@ -131,9 +143,11 @@ impl SearchIndex {
             return;
         }
         let ns = self.namespace_id(namespace);
+        let mut scratch = Scratch::default();
+        analyse(namespace, &mut scratch.namespace);
         let mut ids = Vec::with_capacity(docs.len());
         for doc in &docs {
-            ids.push(self.add_doc(ns, namespace, doc));
+            ids.push(self.add_doc(ns, doc, &mut scratch));
         }
         // Browsing order: by name.
         ids.sort_by(|a, b| self.doc(*a).name.cmp(&self.doc(*b).name));
@@ -222,31 +236,35 @@ impl SearchIndex {
     }
 
     /// Tokenizes and indexes one document, returning its id.
-    fn add_doc(&mut self, ns: NsId, namespace: &str, doc: &Document) -> DocId {
+    fn add_doc(&mut self, ns: NsId, doc: &Document, scratch: &mut Scratch) -> DocId {
         let tool = if doc.tool.is_empty() {
             &doc.name
         } else {
             &doc.tool
         };
-        let mut fields: [Vec<String>; FIELDS] = Default::default();
-        fields[Field::Name as usize] = terms(tool);
-        fields[Field::Namespace as usize] = terms(namespace);
-        fields[Field::Description as usize] = terms(&doc.description);
-        for p in &doc.params {
-            fields[Field::ParamName as usize].extend(terms(&p.name));
-            fields[Field::ParamDescription as usize].extend(terms(&p.description));
-        }
-
-        // Term frequencies per field: (term, field) pairs, sorted so equal terms are adjacent.
-        // Cheaper than a map for the hundred-odd words of a typical tool.
-        let mut occurrences: Vec<(TermId, u8)> =
-            Vec::with_capacity(fields.iter().map(Vec::len).sum());
+        // Term occurrences as (term, field) pairs, sorted below so equal terms are adjacent:
+        // cheaper than a map for the hundred-odd words of a typical tool.
+        let Scratch {
+            namespace,
+            name,
+            description,
+            words,
+            occurrences,
+        } = scratch;
+        occurrences.clear();
         let mut len = [0u32; FIELDS];
-        for (f, words) in fields.iter().enumerate() {
-            len[f] = u32::try_from(words.len()).unwrap_or(u32::MAX);
-            for w in words {
-                occurrences.push((self.term_id(w), f as u8));
-            }
+        analyse(tool, name);
+        self.add_terms(name, Field::Name, occurrences, &mut len);
+        self.add_terms(namespace, Field::Namespace, occurrences, &mut len);
+        analyse(&doc.description, description);
+        self.add_terms(description, Field::Description, occurrences, &mut len);
+        for p in &doc.params {
+            analyse(&p.name, words);
+            self.add_terms(words, Field::ParamName, occurrences, &mut len);
+        }
+        for p in &doc.params {
+            analyse(&p.description, words);
+            self.add_terms(words, Field::ParamDescription, occurrences, &mut len);
         }
         occurrences.sort_unstable();
 
@@ -264,7 +282,7 @@ impl SearchIndex {
         };
         let mut term_list: Vec<(TermId, u16)> = Vec::new();
         let mut total_len = 0u32;
-        for group in occurrences.chunk_by(|a, b| a.0 == b.0) {
+        for group in scratch.occurrences.chunk_by(|a, b| a.0 == b.0) {
             let t = group[0].0;
             let mut tf = [0u16; FIELDS];
             for &(_, f) in group {
@@ -280,7 +298,7 @@ impl SearchIndex {
         }
         self.lens[id as usize] = len.map(|l| l as f32);
         self.doc_ns[id as usize] = ns;
-        self.set_vector(id, tool, doc);
+        self.set_vector(id, doc, &scratch.name, &scratch.description);
         self.docs[id as usize] = Some(Doc {
             name: doc.name.as_str().into(),
             len,
@@ -291,9 +309,26 @@ impl SearchIndex {
         id
     }
 
+    /// Adds the terms of one field's words to `occurrences`: stopwords are left out unless
+    /// the field has nothing else.
+    fn add_terms(
+        &mut self,
+        words: &Words,
+        field: Field,
+        occurrences: &mut Vec<(TermId, u8)>,
+        len: &mut [u32; FIELDS],
+    ) {
+        let keep_stopwords = words.iter().all(|(w, _)| w.stop);
+        for (word, _) in words.iter().filter(|(w, _)| keep_stopwords || !w.stop) {
+            occurrences.push((self.term_id(&word.term), field as u8));
+            len[field as usize] += 1;
+        }
+    }
+
     /// Computes and stores document `id`'s semantic vector: the weighted sum of the unit
-    /// vectors of its name, description and parameters, normalised and quantised.
-    fn set_vector(&mut self, id: DocId, tool: &str, doc: &Document) {
+    /// vectors of its name, description and parameters, normalised and quantised. `name` and
+    /// `description` are the words of the name and the description, already analysed.
+    fn set_vector(&mut self, id: DocId, doc: &Document, name: &Words, description: &Words) {
         let (Some(sem), Some(model)) = (self.ranking.semantic, semantic::model()) else {
             return;
         };
@@ -303,15 +338,17 @@ impl SearchIndex {
         }
         let mut sum = vec![0.0f32; dims];
         let mut part = vec![0.0f32; dims];
-        let mut add = |text: &str, weight: f32| {
-            if weight > 0.0 && model.embed(text, &mut part) {
-                sum.iter_mut()
-                    .zip(&part)
-                    .for_each(|(s, p)| *s += weight * p);
-            }
+        let mut add = |part: &[f32], weight: f32| {
+            sum.iter_mut()
+                .zip(part)
+                .for_each(|(s, p)| *s += weight * p);
         };
-        add(tool, sem.name_weight);
-        add(&doc.description, 1.0);
+        if sem.name_weight > 0.0 && model.embed_words(name, &mut part) {
+            add(&part, sem.name_weight);
+        }
+        if model.embed_words(description, &mut part) {
+            add(&part, 1.0);
+        }
         if sem.param_weight > 0.0 && !doc.params.is_empty() {
             let mut text = String::new();
             for p in &doc.params {
@@ -320,7 +357,9 @@ impl SearchIndex {
                 text.push_str(&p.description);
                 text.push(' ');
             }
-            add(&text, sem.param_weight);
+            if model.embed(&text, &mut part) {
+                add(&part, sem.param_weight);
+            }
         }
         let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 && norm.is_finite() {

@@ -32,6 +32,7 @@ mod score;
 mod semantic;
 mod stem;
 mod tokenize;
+mod words;
 
 pub use config::{Centrality, Expansion, FIELDS, Feedback, Field, FieldWeight, Ranking, Semantic};
 pub use index::SearchIndex;

@@ -13,8 +13,10 @@
 
 use std::sync::OnceLock;
 
+use std::rc::Rc;
+
 use crate::hash::FxHashMap;
-use crate::tokenize::{is_stopword, split_words_plain};
+use crate::words::{Word, Words, analyse};
 
 /// The WordPiece vocabulary, one token per line; line `i` is row `i` of [`VECTORS`].
 const VOCAB: &str = include_str!("../data/vocab.txt");
@@ -42,13 +44,6 @@ pub(crate) struct Model {
 
 /// The compiled-in model, parsed on first use; `None` if the data is malformed (then semantic
 /// matching is simply off).
-/// Most words whose split is remembered per thread before the cache starts over.
-const MAX_CACHED_WORDS: usize = 50_000;
-
-thread_local! {
-    static PIECES: std::cell::RefCell<FxHashMap<String, std::rc::Rc<[u32]>>> = Default::default();
-}
-
 pub(crate) fn model() -> Option<&'static Model> {
     static MODEL: OnceLock<Option<Model>> = OnceLock::new();
     MODEL.get_or_init(|| Model::parse(VOCAB, VECTORS)).as_ref()
@@ -101,56 +96,38 @@ impl Model {
 
     /// The unit vector of `text` (the normalised sum of its word pieces' vectors), written into
     /// `out` (of length [`Model::dims`]); false, with `out` zeroed, if no piece is known.
-    ///
-    /// Stopwords are left out unless the text is nothing else.
     pub(crate) fn embed(&self, text: &str, out: &mut [f32]) -> bool {
+        let mut words = Words::new();
+        analyse(text, &mut words);
+        self.embed_words(&words, out)
+    }
+
+    /// [`Model::embed`] for a text already analysed. Joined forms are not words here, and
+    /// stopwords are left out unless the text is nothing else. At most [`MAX_PIECES`] pieces
+    /// count.
+    pub(crate) fn embed_words(&self, words: &[(Rc<Word>, bool)], out: &mut [f32]) -> bool {
         out.fill(0.0);
-        let mut words = split_words_plain(text);
-        if words.iter().any(|w| !is_stopword(w)) {
-            words.retain(|w| !is_stopword(w));
-        }
-        let mut pieces = 0;
-        let mut buf = String::new();
-        for w in &words {
-            if pieces >= MAX_PIECES {
+        let plain = || words.iter().filter(|(_, joined)| !joined).map(|(w, _)| w);
+        let keep_stopwords = plain().all(|w| w.stop);
+        let mut budget = MAX_PIECES;
+        for word in plain().filter(|w| keep_stopwords || !w.stop) {
+            if budget == 0 {
                 break;
             }
-            pieces += self.add_word(w, out, &mut buf, MAX_PIECES - pieces);
+            let pieces = word.pieces();
+            let n = pieces.len().min(budget);
+            for &id in &pieces[..n] {
+                self.add_row(id as usize, out);
+            }
+            budget -= n;
         }
         normalise(out)
     }
 
-    /// Adds the vectors of `word`'s WordPiece tokens to `acc`, at most `budget` of them; returns
-    /// how many were added. Greedy longest match first, continuations prefixed with `##`; a
-    /// word that cannot be fully split adds nothing (BERT maps it to `[UNK]`).
-    fn add_word(&self, word: &str, acc: &mut [f32], buf: &mut String, budget: usize) -> usize {
-        // Catalogs repeat their words endlessly; splitting each once per thread roughly halves
-        // the cost of indexing a large catalog.
-        let cached = PIECES.with(|cache| cache.borrow().get(word).cloned());
-        let ids = match cached {
-            Some(ids) => ids,
-            None => {
-                let ids: std::rc::Rc<[u32]> = self.split(word, buf).into();
-                PIECES.with(|cache| {
-                    let mut cache = cache.borrow_mut();
-                    if cache.len() >= MAX_CACHED_WORDS {
-                        cache.clear();
-                    }
-                    cache.insert(word.to_owned(), ids.clone());
-                });
-                ids
-            }
-        };
-        let n = ids.len().min(budget);
-        for &id in &ids[..n] {
-            self.add_row(id as usize, acc);
-        }
-        n
-    }
-
     /// `word`'s WordPiece ids: greedy longest match first, continuations prefixed with `##`;
     /// none if the word cannot be fully split (BERT maps it to `[UNK]`).
-    fn split(&self, word: &str, buf: &mut String) -> Vec<u32> {
+    pub(crate) fn split(&self, word: &str) -> Vec<u32> {
+        let mut buf = String::new();
         let bounds: Vec<usize> = word
             .char_indices()
             .map(|(i, _)| i)
@@ -310,11 +287,9 @@ mod tests {
     #[test]
     fn wordpiece_splits_unknown_words() {
         let m = model().expect("model");
-        let mut acc = vec![0.0; m.dims()];
-        let mut buf = String::new();
         // "embeddings" is not one token but splits into pieces.
-        assert!(m.add_word("embeddings", &mut acc, &mut buf, 10) >= 2);
-        assert_eq!(m.add_word("weather", &mut acc, &mut buf, 10), 1);
+        assert!(m.split("embeddings").len() >= 2);
+        assert_eq!(m.split("weather").len(), 1);
     }
 
     #[test]

@@ -24,39 +24,67 @@ pub fn split_words(text: &str) -> Vec<String> {
     split(text, true)
 }
 
-/// [`split_words`] without the joined forms: every word once, in order (`ResearchHelper` ->
-/// `research`, `helper`). For the semantic side, where a joined identifier is not a word.
-pub(crate) fn split_words_plain(text: &str) -> Vec<String> {
-    split(text, false)
-}
-
 fn split(text: &str, joined_forms: bool) -> Vec<String> {
     let mut out = Vec::new();
-    for run in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|r| !r.is_empty())
-    {
-        let before = out.len();
-        split_run(run, &mut out);
-        if joined_forms && out.len() - before > 1 {
-            let joined: String = run
-                .chars()
-                .flat_map(char::to_lowercase)
-                .take(MAX_WORD_CHARS)
-                .collect();
-            out.push(joined);
-        }
-    }
+    for_each_word(text, joined_forms, |word, _| out.push(word.to_owned()));
     out
 }
 
-/// Splits one alphanumeric run at case and digit boundaries, pushing lowercase words.
-fn split_run(run: &str, out: &mut Vec<String>) {
+/// Calls `f(word, joined)` for every word [`split_words`] would return (without the joined
+/// forms unless `joined_forms`), in order; `joined` marks a run's joined form.
+/// Allocates nothing per word: each word is lowercased into one reused buffer.
+pub(crate) fn for_each_word(text: &str, joined_forms: bool, mut f: impl FnMut(&str, bool)) {
+    let mut buf = String::new();
+    // Most catalog text is ASCII: find runs on bytes rather than decoding chars.
+    let runs: Box<dyn Iterator<Item = &str>> = if text.is_ascii() {
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        Box::new(std::iter::from_fn(move || {
+            while at < bytes.len() && !bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            let start = at;
+            while at < bytes.len() && bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            // ASCII: every byte index is a char boundary.
+            (start < at).then(|| &text[start..at])
+        }))
+    } else {
+        Box::new(
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|r| !r.is_empty()),
+        )
+    };
+    for run in runs {
+        let words = split_run(run, &mut buf, &mut f);
+        if joined_forms && words > 1 {
+            buf.clear();
+            if run.is_ascii() {
+                let end = run.len().min(MAX_WORD_CHARS);
+                buf.extend(run.as_bytes()[..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+            } else {
+                buf.extend(run.chars().flat_map(char::to_lowercase).take(MAX_WORD_CHARS));
+            }
+            f(&buf, true);
+        }
+    }
+}
+
+/// Splits one alphanumeric run at case and digit boundaries, passing each lowercase word to `f`;
+/// returns how many words it passed.
+fn split_run(run: &str, buf: &mut String, f: &mut impl FnMut(&str, bool)) -> usize {
     if run.is_ascii() {
-        return split_ascii_run(run.as_bytes(), out);
+        return split_ascii_run(run.as_bytes(), buf, f);
     }
     let chars: Vec<char> = run.chars().collect();
+    let mut emit = |word: &[char]| {
+        buf.clear();
+        buf.extend(word.iter().flat_map(|c| c.to_lowercase()).take(MAX_WORD_CHARS));
+        f(buf, false);
+    };
     let mut start = 0;
+    let mut words = 0;
     for i in 1..chars.len() {
         let (prev, cur) = (chars[i - 1], chars[i]);
         let next_is_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
@@ -66,21 +94,28 @@ fn split_run(run: &str, out: &mut Vec<String>) {
             // The last capital of an acronym starts the next word: HTMLParser -> HTML Parser.
             || (prev.is_uppercase() && cur.is_uppercase() && next_is_lower);
         if boundary {
-            push_word(&chars[start..i], out);
+            emit(&chars[start..i]);
+            words += 1;
             start = i;
         }
     }
-    push_word(&chars[start..], out);
+    if start < chars.len() {
+        emit(&chars[start..]);
+        words += 1;
+    }
+    words
 }
 
 /// [`split_run`] for the common all-ASCII case, working on bytes without collecting chars.
-fn split_ascii_run(run: &[u8], out: &mut Vec<String>) {
-    let push = |word: &[u8], out: &mut Vec<String>| {
+fn split_ascii_run(run: &[u8], buf: &mut String, f: &mut impl FnMut(&str, bool)) -> usize {
+    let mut emit = |word: &[u8]| {
         let end = word.len().min(MAX_WORD_CHARS);
-        // ASCII in, ASCII out: the conversion cannot fail.
-        out.push(String::from_utf8(word[..end].to_ascii_lowercase()).unwrap_or_default());
+        buf.clear();
+        buf.extend(word[..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+        f(buf, false);
     };
     let mut start = 0;
+    let mut words = 0;
     for i in 1..run.len() {
         let (prev, cur) = (run[i - 1], run[i]);
         let next_is_lower = run.get(i + 1).is_some_and(u8::is_ascii_lowercase);
@@ -89,24 +124,13 @@ fn split_ascii_run(run: &[u8], out: &mut Vec<String>) {
             || (prev.is_ascii_digit() && cur.is_ascii_alphabetic())
             || (prev.is_ascii_uppercase() && cur.is_ascii_uppercase() && next_is_lower);
         if boundary {
-            push(&run[start..i], out);
+            emit(&run[start..i]);
+            words += 1;
             start = i;
         }
     }
-    push(&run[start..], out);
-}
-
-fn push_word(chars: &[char], out: &mut Vec<String>) {
-    if chars.is_empty() {
-        return;
-    }
-    out.push(
-        chars
-            .iter()
-            .flat_map(|c| c.to_lowercase())
-            .take(MAX_WORD_CHARS)
-            .collect(),
-    );
+    emit(&run[start..]);
+    words + 1
 }
 
 /// Common English function words and conversational filler that say nothing about which
