@@ -8,7 +8,8 @@ use crate::config::{Expansion, FIELDS, Field, Semantic};
 use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::related;
 use crate::semantic::{self, quantise};
-use crate::tokenize::{split_words, terms};
+use crate::stem::stem;
+use crate::tokenize::{content_words, split_words};
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
 /// a sentence. The first terms win, which is where a question usually states its subject.
@@ -86,8 +87,10 @@ impl SearchIndex {
             return self.browse(ns, limit, allow);
         }
 
-        let words = terms(query);
-        let mut query_terms = self.query_terms(&words);
+        let raw = content_words(query);
+        let priors = self.query_priors(&raw);
+        let words: Vec<String> = raw.iter().map(|w| stem(w)).collect();
+        let mut query_terms = self.query_terms(&words, &priors);
         if let Some(e) = self.ranking.expansion {
             let related = self.related_terms(&words, &query_terms, e);
             query_terms.extend(related);
@@ -134,17 +137,30 @@ impl SearchIndex {
             .collect()
     }
 
-    /// Distinct known query terms with their weights (number of occurrences in the query).
-    fn query_terms(&self, words: &[String]) -> Vec<(TermId, f32)> {
+    /// Per query word, the weight its frequency in general English leaves it (see
+    /// [`Ranking::query_prior`](crate::Ranking::query_prior)): "way", "help" and "information" are everywhere and say
+    /// little; "arxiv" and "bitcoin" say what is wanted.
+    fn query_priors(&self, words: &[String]) -> Vec<f32> {
+        let (Some(a), Some(model)) = (self.ranking.query_prior, semantic::model()) else {
+            return vec![1.0; words.len()];
+        };
+        words
+            .iter()
+            .map(|w| model.word_frequency(w).map_or(1.0, |p| a / (a + p)))
+            .collect()
+    }
+
+    /// Distinct known query terms with their weights: the summed priors of their occurrences.
+    fn query_terms(&self, words: &[String], priors: &[f32]) -> Vec<(TermId, f32)> {
         let mut out: Vec<(TermId, f32)> = Vec::new();
-        for term in words {
+        for (term, &prior) in words.iter().zip(priors) {
             let Some(&t) = self.dict.get(term.as_str()) else {
                 continue;
             };
             if let Some((_, w)) = out.iter_mut().find(|(u, _)| *u == t) {
-                *w += 1.0;
+                *w += prior;
             } else if out.len() < MAX_QUERY_TERMS {
-                out.push((t, 1.0));
+                out.push((t, prior));
             }
         }
         out

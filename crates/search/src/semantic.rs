@@ -89,6 +89,14 @@ impl Model {
         })
     }
 
+    /// A Zipf estimate of `word`'s frequency in general text from its rank in the vocabulary
+    /// (ordered roughly by frequency); `None` if the word is not one token.
+    pub(crate) fn word_frequency(&self, word: &str) -> Option<f32> {
+        let id = *self.vocab.get(word)?;
+        let harmonic = (self.scales.len() as f32).ln() + 0.5772;
+        Some(1.0 / ((id as f32 + 1.0) * harmonic))
+    }
+
     /// Vector length.
     pub(crate) fn dims(&self) -> usize {
         self.dims

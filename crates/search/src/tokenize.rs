@@ -62,9 +62,17 @@ pub(crate) fn for_each_word(text: &str, joined_forms: bool, mut f: impl FnMut(&s
             buf.clear();
             if run.is_ascii() {
                 let end = run.len().min(MAX_WORD_CHARS);
-                buf.extend(run.as_bytes()[..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+                buf.extend(
+                    run.as_bytes()[..end]
+                        .iter()
+                        .map(|b| char::from(b.to_ascii_lowercase())),
+                );
             } else {
-                buf.extend(run.chars().flat_map(char::to_lowercase).take(MAX_WORD_CHARS));
+                buf.extend(
+                    run.chars()
+                        .flat_map(char::to_lowercase)
+                        .take(MAX_WORD_CHARS),
+                );
             }
             f(&buf, true);
         }
@@ -80,7 +88,11 @@ fn split_run(run: &str, buf: &mut String, f: &mut impl FnMut(&str, bool)) -> usi
     let chars: Vec<char> = run.chars().collect();
     let mut emit = |word: &[char]| {
         buf.clear();
-        buf.extend(word.iter().flat_map(|c| c.to_lowercase()).take(MAX_WORD_CHARS));
+        buf.extend(
+            word.iter()
+                .flat_map(|c| c.to_lowercase())
+                .take(MAX_WORD_CHARS),
+        );
         f(buf, false);
     };
     let mut start = 0;
@@ -111,7 +123,11 @@ fn split_ascii_run(run: &[u8], buf: &mut String, f: &mut impl FnMut(&str, bool))
     let mut emit = |word: &[u8]| {
         let end = word.len().min(MAX_WORD_CHARS);
         buf.clear();
-        buf.extend(word[..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+        buf.extend(
+            word[..end]
+                .iter()
+                .map(|b| char::from(b.to_ascii_lowercase())),
+        );
         f(buf, false);
     };
     let mut start = 0;
@@ -304,12 +320,17 @@ pub fn is_stopword(word: &str) -> bool {
 /// If every word is a stopword (a query like "what is it"), they are kept rather than returning
 /// nothing, so such a query still ranks something.
 pub fn terms(text: &str) -> Vec<String> {
+    content_words(text).into_iter().map(stem_owned).collect()
+}
+
+/// [`terms`] before stemming: the split words with stopwords dropped, unless there is
+/// nothing else.
+pub(crate) fn content_words(text: &str) -> Vec<String> {
     let mut words = split_words(text);
-    // If every word is a stopword, keep them all.
     if words.iter().any(|w| !is_stopword(w)) {
         words.retain(|w| !is_stopword(w));
     }
-    words.into_iter().map(stem_owned).collect()
+    words
 }
 
 #[cfg(test)]

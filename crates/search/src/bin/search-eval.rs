@@ -54,7 +54,7 @@ fn main() {
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, q_prior, q_prior_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -132,6 +132,7 @@ fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Res
         centrality: None,
         expansion: None,
         semantic: None,
+        query_prior: None,
     };
     let index = build(&tools, tokenized);
     systems.push((
@@ -151,12 +152,15 @@ fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Res
         no_expansion.expansion = None;
         let mut no_semantic = ranking.clone();
         no_semantic.semantic = None;
+        let mut no_prior = ranking.clone();
+        no_prior.query_prior = None;
         let mut flat_name = ranking.clone();
         flat_name.fields[Field::Name as usize] = ranking.fields[Field::Description as usize];
         let variants = [
             ("patchbay, no centrality re-ranking", no_centrality),
             ("patchbay, no lexicon expansion", no_expansion),
             ("patchbay, no semantic matching", no_semantic),
+            ("patchbay, no query-word prior", no_prior),
             ("patchbay, name weighted as description", flat_name),
             ("patchbay, + feedback (3 docs, 20 terms)", feedback),
         ];
@@ -306,6 +310,8 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
             "x_close" => expansion(r).close = v,
             "x_broad" => expansion(r).broad = v,
             "x_off" => r.expansion = None,
+            "q_prior" => r.query_prior = Some(v),
+            "q_prior_off" => r.query_prior = None,
             _ => return Err(format!("unknown key {key}")),
         },
     }
