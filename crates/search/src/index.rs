@@ -339,9 +339,7 @@ impl SearchIndex {
         let mut sum = vec![0.0f32; dims];
         let mut part = vec![0.0f32; dims];
         let mut add = |part: &[f32], weight: f32| {
-            sum.iter_mut()
-                .zip(part)
-                .for_each(|(s, p)| *s += weight * p);
+            sum.iter_mut().zip(part).for_each(|(s, p)| *s += weight * p);
         };
         if sem.name_weight > 0.0 && model.embed_words(name, &mut part) {
             add(&part, sem.name_weight);
