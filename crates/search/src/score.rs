@@ -288,21 +288,28 @@ impl SearchIndex {
         let mut qi = vec![0i8; dims];
         let q_scale = quantise(&q, &mut qi);
         let mut sims: Vec<(DocId, f32)> = Vec::new();
-        let dot = semantic::dot_i8_fn();
-        let mut push = |d: DocId| {
-            let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
-            let at = d as usize * dims;
-            if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
-                sims.push((d, dot(&qi, v) as f32 * scale * q_scale));
-            }
-        };
         match ns {
             Some(ns) => {
+                let dot = semantic::dot_i8_fn();
                 if let Some(Some(entry)) = self.namespaces.get(ns as usize) {
-                    entry.docs.iter().for_each(|&d| push(d));
+                    for &d in &entry.docs {
+                        let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
+                        let at = d as usize * dims;
+                        if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
+                            sims.push((d, dot(&qi, v) as f32 * scale * q_scale));
+                        }
+                    }
                 }
             }
-            None => (0..self.vector_scale.len()).for_each(|d| push(d as DocId)),
+            None => {
+                let mut dots = Vec::with_capacity(self.vector_scale.len());
+                semantic::dot_rows_i8(&qi, &self.vectors, &mut dots);
+                for (d, (&dot, &scale)) in dots.iter().zip(&self.vector_scale).enumerate() {
+                    if scale > 0.0 {
+                        sims.push((d as DocId, dot as f32 * scale * q_scale));
+                    }
+                }
+            }
         }
         let k = sem.candidates.min(sims.len());
         if k == 0 {
