@@ -17,6 +17,9 @@ pub fn stem_owned(word: String) -> String {
     if word.len() <= 2 || !word.bytes().all(|b| b.is_ascii_lowercase()) {
         return word;
     }
+    if let Some(stem) = exception(&word) {
+        return stem.to_string();
+    }
     let mut w = Word {
         b: word.into_bytes(),
     };
@@ -30,6 +33,32 @@ pub fn stem_owned(word: String) -> String {
     }
     // Only ASCII letters were ever written into `b`, so this cannot fail; fall back defensively.
     String::from_utf8(w.b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Whole words Porter's rules get wrong, with their stems, from the exception lists of its
+/// successor, Porter2 (Snowball's English stemmer). `news` matters most: Porter makes it
+/// `new`, a word half of all tool descriptions use ("create a new issue").
+fn exception(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "news" => "news",
+        "atlas" => "atlas",
+        "cosmos" => "cosmos",
+        "bias" => "bias",
+        "andes" => "andes",
+        "sky" | "skies" => "sky",
+        "skis" => "ski",
+        "dying" => "die",
+        "lying" => "lie",
+        "tying" => "tie",
+        "inning" | "innings" => "inning",
+        "outing" | "outings" => "outing",
+        "herring" | "herrings" => "herring",
+        "earring" | "earrings" => "earring",
+        "proceed" | "proceeds" => "proceed",
+        "exceed" | "exceeds" => "exceed",
+        "succeed" | "succeeds" => "succeed",
+        _ => return None,
+    })
 }
 
 /// The word being stemmed. The rules are phrased on prefix lengths rather than the signed
@@ -274,6 +303,16 @@ mod tests {
         for (word, want) in cases {
             assert_eq!(stem(word), want, "stem({word})");
         }
+    }
+
+    #[test]
+    fn porter2_exceptions() {
+        // Porter alone makes "news" "new" and "skies" "ski".
+        assert_eq!(stem("news"), "news");
+        assert_ne!(stem("news"), stem("new"));
+        assert_eq!(stem("skies"), stem("sky"));
+        assert_eq!(stem("dying"), stem("die"));
+        assert_eq!(stem("proceeds"), stem("proceeding"));
     }
 
     #[test]
