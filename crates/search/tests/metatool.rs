@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The target is 0.65, not reached: the hybrid ranking (BM25F + static embeddings)
 /// measures 0.604 (see docs/search.md). This guard sits just under that, so a regression fails;
 /// raise it as the ranking improves.
-const MIN_RECALL_AT_5: f64 = 0.595;
+const MIN_RECALL_AT_5: f64 = 0.605;
 
 #[test]
 fn metatool_recall_at_5() {
