@@ -28,6 +28,7 @@ fn main() {
     let mut dump = false;
     let mut query: Option<String> = None;
     let mut half: Option<usize> = None;
+    let mut gold_only = false;
     let mut ranking = Ranking::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -41,6 +42,7 @@ fn main() {
             }
             "--ablation" => ablation = true,
             "--dump" => dump = true,
+            "--gold-only" => gold_only = true,
             "--half" => {
                 half = match args.next().as_deref() {
                     Some("even") => Some(0),
@@ -54,7 +56,7 @@ fn main() {
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--set KEY=VALUE]...\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, q_prior, q_prior_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--gold-only] [--set KEY=VALUE]...\n  --gold-only: leave out the catalog's tools that no query has as gold (MetaTool's 235 distractors)\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, q_prior, q_prior_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -76,7 +78,7 @@ fn main() {
         }
         return;
     }
-    if let Err(e) = run(&dir, ablation, half, ranking) {
+    if let Err(e) = run(&dir, ablation, half, gold_only, ranking) {
         eprintln!("search-eval: {e}");
         std::process::exit(1);
     }
@@ -97,10 +99,27 @@ fn split_half(queries: Vec<Query>, half: Option<usize>) -> Vec<Query> {
     }
 }
 
-fn run(dir: &Path, ablation: bool, half: Option<usize>, ranking: Ranking) -> Result<(), String> {
-    let tools = load_catalog(&dir.join("catalog.json"))?;
-    let single = split_half(load_queries(&dir.join("queries.jsonl"))?, half);
-    let multi = split_half(load_queries(&dir.join("queries-multi.jsonl"))?, half);
+fn run(
+    dir: &Path,
+    ablation: bool,
+    half: Option<usize>,
+    gold_only: bool,
+    ranking: Ranking,
+) -> Result<(), String> {
+    let mut tools = load_catalog(&dir.join("catalog.json"))?;
+    let single = load_queries(&dir.join("queries.jsonl"))?;
+    let multi = load_queries(&dir.join("queries-multi.jsonl"))?;
+    if gold_only {
+        // Gold over both whole files, so the catalog is the same for either half.
+        let gold: std::collections::HashSet<&str> = single
+            .iter()
+            .chain(&multi)
+            .flat_map(|q| q.gold.iter().map(String::as_str))
+            .collect();
+        tools.retain(|(name, _)| gold.contains(name.as_str()));
+    }
+    let single = split_half(single, half);
+    let multi = split_half(multi, half);
     println!(
         "MetaTool dev set: {} tools, {} single-tool queries, {} two-tool queries\n",
         tools.len(),
