@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::{
     audit::{AuditSink, CallRecord},
     calltree::{CallId, CallNode},
+    deadline::Deadlines,
     error::{CallError, ErrorCode},
     policy::Policy,
     provider::{CallContext, ClientChannel, ForwardError, ProgressSink, Provider},
@@ -65,11 +66,16 @@ pub type CallOutcome = Result<CallToolResult, CallError>;
 pub struct Dispatcher {
     registry: Arc<Registry>,
     settings: DispatchSettings,
+    deadlines: Deadlines,
 }
 
 impl Dispatcher {
     pub fn new(registry: Arc<Registry>, settings: DispatchSettings) -> Self {
-        Self { registry, settings }
+        Self {
+            registry,
+            settings,
+            deadlines: Deadlines::new(),
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -295,12 +301,13 @@ impl Dispatcher {
         };
         let work = start(route.provider.as_ref(), ctx);
         tokio::pin!(work);
-        let deadline = node
-            .deadline
-            .expect("a child with a timeout has a deadline");
+        let deadline = self.deadlines.watch(
+            node.deadline
+                .expect("a child with a timeout has a deadline"),
+        );
         tokio::select! {
             outcome = &mut work => outcome.map_err(Into::into),
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = deadline.passed() => {
                 // Cancel, then let the provider tell the upstream before we answer.
                 node.ct.cancel();
                 let _ = work.await;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backoff;
 pub mod calltree;
+mod deadline;
 pub mod dispatch;
 pub mod error;
 pub mod extras;
