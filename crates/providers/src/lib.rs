@@ -7,6 +7,7 @@ mod actor_values;
 mod client;
 mod dialin;
 mod http;
+mod lane;
 mod mcp;
 mod routing;
 mod sessions;

@@ -6,16 +6,17 @@ use std::sync::{Arc, OnceLock, RwLock};
 use patchbay_core::{BoxFuture, CallContext, CallError, ErrorCode, ForwardError, Provider};
 use rmcp::{
     model::{
-        CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
-        ServerResult,
+        CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ErrorData,
+        JsonObject, NumberOrString, ProgressToken, RequestId, ServerResult,
     },
     service::{Peer, PeerRequestOptions, RoleClient, ServiceError},
 };
-
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::{
     client::{ProgressRoutes, UpstreamClient},
+    lane::Lane,
     routing::CallerRoutes,
     sessions::SessionConnections,
 };
@@ -28,6 +29,9 @@ pub(crate) struct Connection {
     pub(crate) callers: Arc<CallerRoutes>,
     /// Told when a call fails at the transport level (see `UpstreamClient::suspect`).
     pub(crate) suspect: Arc<Notify>,
+    /// The lean path for `tools/call`, on stdio connections whose protocol version has a
+    /// handshake (later versions carry per-request metadata rmcp adds).
+    pub(crate) lane: Option<Arc<Lane>>,
 }
 
 pub struct McpProvider {
@@ -90,15 +94,21 @@ impl Provider for McpProvider {
     ) -> BoxFuture<'static, Result<CallToolResult, CallError>> {
         let namespace = self.namespace.clone();
         let connections = self.connections();
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = input;
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let tool = tool.to_owned();
         Box::pin(async move {
             let hub_error = |e: ForwardError| match e {
                 ForwardError::Hub(e) => e,
                 ForwardError::Upstream(err) => upstream_error(&namespace, err),
             };
             let connection = connections.pick(&ctx).await.map_err(hub_error)?;
+            if let Some(conn) = &connection
+                && let Some(lane) = &conn.lane
+            {
+                return lane_call(&namespace, conn, lane, &tool, input, ctx).await;
+            }
+            let mut params = CallToolRequestParams::new(tool);
+            params.arguments = input;
+            let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
             let result = send(&namespace, connection, request, ctx)
                 .await
                 .map_err(hub_error)?;
@@ -132,7 +142,9 @@ impl Connections {
     /// own when there are such, else the shared one (also for calls without a client).
     async fn pick(self, ctx: &CallContext) -> Result<Option<Connection>, ForwardError> {
         match self.sessions {
-            Some(sessions) => Ok(sessions.connection(ctx).await?.or(self.shared)),
+            // Boxed: the future may start a whole connection, and kept inline it would make
+            // every call's future that large (and copied so) even when there are no sessions.
+            Some(sessions) => Ok(Box::pin(sessions.connection(ctx)).await?.or(self.shared)),
             None => Ok(self.shared),
         }
     }
@@ -191,6 +203,137 @@ async fn send(
     outcome
 }
 
+/// Calls `tool` on the connection's lane: the request is written as one line and its answer
+/// taken by id (see `lane`), with the same routing of requests back and progress, the same
+/// cancellation and the same errors as a call through rmcp's client.
+async fn lane_call(
+    namespace: &str,
+    conn: &Connection,
+    lane: &Arc<Lane>,
+    tool: &str,
+    input: Option<JsonObject>,
+    ctx: CallContext,
+) -> Result<CallToolResult, CallError> {
+    let closed = || {
+        conn.suspect.notify_one();
+        CallError::unavailable(namespace, "the connection is closed")
+    };
+    let id = lane.next_id();
+    // Registered before sending, so nothing the upstream sends during the call precedes it.
+    let caller = ctx
+        .client
+        .clone()
+        .map(|client| conn.callers.register(client, ctx.ct.clone()));
+    let token = ctx.progress.as_ref().map(|sink| {
+        let token = ProgressToken(NumberOrString::Number(id as i64));
+        conn.progress.insert(token.clone(), sink.clone());
+        token
+    });
+    let outcome = async {
+        let mut answer = lane.expect(id).map_err(|_| closed())?;
+        let line = request_line(id, tool, input.as_ref(), token.is_some());
+        lane.write(&line).await.map_err(|_| closed())?;
+        if let Some(caller) = &caller {
+            caller.sent_as(RequestId::Number(id as i64));
+        }
+        tokio::select! {
+            line = answer.line() => match line {
+                Ok(line) => read_answer(namespace, &line),
+                Err(_) => {
+                    conn.suspect.notify_one();
+                    Err(CallError::unavailable(namespace, "the connection closed during the call"))
+                }
+            },
+            _ = ctx.ct.cancelled() => {
+                drop(answer);
+                // The hub stops waiting only after the upstream has been told.
+                let _ = lane.write(&cancel_line(id)).await;
+                Err(CallError::cancelled())
+            }
+        }
+    }
+    .await;
+    if let Some(token) = token {
+        // rmcp hands each notification to its own task, so progress the upstream sent just
+        // before its result may not have been routed yet: let those tasks run first.
+        tokio::task::yield_now().await;
+        conn.progress.remove(&token);
+    }
+    outcome
+}
+
+/// `tools/call` as one JSON-RPC line.
+fn request_line(id: u64, tool: &str, arguments: Option<&JsonObject>, progress: bool) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Request<'a> {
+        jsonrpc: &'static str,
+        id: u64,
+        method: &'static str,
+        params: Params<'a>,
+    }
+    #[derive(Serialize)]
+    struct Params<'a> {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments: Option<&'a JsonObject>,
+        #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
+    }
+    #[derive(Serialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        progress_token: u64,
+    }
+    let request = Request {
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: Params {
+            name: tool,
+            arguments,
+            meta: progress.then_some(Meta { progress_token: id }),
+        },
+    };
+    let mut line = serde_json::to_vec(&request).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// `notifications/cancelled` for lane request `id`, as one line.
+fn cancel_line(id: u64) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": id, "reason": "cancelled by the caller"},
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The upstream's answer line to a lane `tools/call`.
+fn read_answer(namespace: &str, line: &[u8]) -> Result<CallToolResult, CallError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: Option<CallToolResult>,
+        error: Option<ErrorData>,
+    }
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    match serde_json::from_slice::<Answer>(line) {
+        Ok(Answer {
+            result: Some(result),
+            error: None,
+        }) => Ok(result),
+        Ok(Answer {
+            error: Some(err), ..
+        }) => Err(upstream_error(namespace, err)),
+        _ => Err(CallError::new(
+            ErrorCode::UpstreamError,
+            format!("upstream `{namespace}` answered tools/call with something else"),
+        )),
+    }
+}
+
 impl Connection {
     /// The live half of `client`'s connection, whose requests go out through `peer`.
     pub(crate) fn new(peer: Peer<RoleClient>, client: &UpstreamClient) -> Self {
@@ -199,7 +342,18 @@ impl Connection {
             progress: client.progress.clone(),
             callers: client.callers.clone(),
             suspect: client.suspect.clone(),
+            lane: None,
         }
+    }
+
+    /// Calls go out on `lane` when the negotiated protocol version allows it.
+    pub(crate) fn with_lane(mut self, lane: Option<Arc<Lane>>) -> Self {
+        let handshake = self
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.protocol_version.has_initialize());
+        self.lane = lane.filter(|_| handshake);
+        self
     }
 
     /// Maps a failed request to the caller's error, and asks the supervisor to check the

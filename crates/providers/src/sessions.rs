@@ -155,8 +155,8 @@ impl SessionConnections {
                 ))
             })?
             .map_err(unavailable)?;
-        let (service, pgid) = live.into_parts();
-        let connection = Connection::new(service.peer().clone(), &client);
+        let (service, pgid, lane) = live.into_parts();
+        let connection = Connection::new(service.peer().clone(), &client).with_lane(lane);
         tracing::info!(upstream = %namespace, for_ = ?key, "started a connection of its own");
         let this = self.clone();
         self.stoppers.spawn(async move {

@@ -3,12 +3,16 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
-use rmcp::{
-    ServiceExt, service::RoleClient, service::RunningService, transport::TokioChildProcess,
-};
+use std::sync::Arc;
+
+use rmcp::{ServiceExt, service::RoleClient, service::RunningService};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{client::UpstreamClient, routing::RoutingTransport};
+use crate::{
+    client::UpstreamClient,
+    lane::{ChildTransport, Lane},
+    routing::RoutingTransport,
+};
 
 /// How to start a stdio upstream.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct StdioSpec {
 pub(crate) struct StdioConnection {
     pub(crate) service: RunningService<RoleClient, UpstreamClient>,
     pub(crate) pgid: Option<i32>,
+    /// The lean path for `tools/call` on the same pipes (see `lane`).
+    pub(crate) lane: Arc<Lane>,
 }
 
 pub(crate) async fn connect(
@@ -33,16 +39,18 @@ pub(crate) async fn connect(
     cmd.args(&spec.args)
         .envs(&spec.env)
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let (transport, stderr) = TokioChildProcess::builder(cmd)
-        .stderr(Stdio::piped())
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", spec.command))?;
-    let pgid = transport.id().map(|p| p as i32);
-    if let Some(stderr) = stderr {
+    let pgid = child.id().map(|p| p as i32);
+    if let Some(stderr) = child.stderr.take() {
         let namespace = client.namespace.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
@@ -52,13 +60,18 @@ pub(crate) async fn connect(
         });
     }
     let guard = GroupGuard::new(pgid);
+    let (transport, lane) = ChildTransport::new(child).map_err(|e| e.to_string())?;
     let transport = RoutingTransport::new(transport, client.callers.clone());
     let service = client
         .serve(transport)
         .await
         .map_err(|e| format!("initialize failed: {e}"))?;
     std::mem::forget(guard);
-    Ok(StdioConnection { service, pgid })
+    Ok(StdioConnection {
+        service,
+        pgid,
+        lane,
+    })
 }
 
 /// Kills a process group with SIGKILL when dropped (here: if the handshake is abandoned

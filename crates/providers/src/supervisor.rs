@@ -16,6 +16,7 @@ use crate::{
     actor_values::{ActorSecrets, depends_on_actor, fill},
     client::UpstreamClient,
     http::{self, HttpSpec},
+    lane::Lane,
     mcp::{Connection, McpProvider},
     sessions::{Keying, SessionConnections},
     stdio::{self, StdioSpec, kill_group},
@@ -185,15 +186,17 @@ pub(crate) enum Live {
 }
 
 impl Live {
+    /// The running service, the process group of a stdio child, and its lane.
     pub(crate) fn into_parts(
         self,
     ) -> (
         rmcp::service::RunningService<RoleClient, UpstreamClient>,
         Option<i32>,
+        Option<Arc<Lane>>,
     ) {
         match self {
-            Live::Stdio(c) => (c.service, c.pgid),
-            Live::Http(s) => (s, None),
+            Live::Stdio(c) => (c.service, c.pgid, Some(c.lane)),
+            Live::Http(s) => (s, None, None),
         }
     }
 }
@@ -234,7 +237,7 @@ async fn serve(
     started: Instant,
     shutdown: &CancellationToken,
 ) -> Served {
-    let (service, pgid) = live.into_parts();
+    let (service, pgid, lane) = live.into_parts();
     let peer = service.peer().clone();
     // The registry keeps the last known catalog; rmcp's response cache would hold a second
     // copy of it (tens of MiB for a large catalog).
@@ -274,7 +277,7 @@ async fn serve(
         }
     }
     handle.set_startup(started.elapsed());
-    provider.attach(Connection::new(peer.clone(), client));
+    provider.attach(Connection::new(peer.clone(), client).with_lane(lane));
     handle.set_state(UpstreamState::Ready, None);
     let ready_at = Instant::now();
     tracing::info!(upstream = %spec.namespace, took = ?started.elapsed(), "upstream ready");
