@@ -10,8 +10,11 @@
 //! request cancels it, and a client that disconnects cancels its call.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -28,6 +31,7 @@ use rmcp::{
         SessionId, SessionManager, session::local::LocalSessionManager,
     },
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -46,10 +50,39 @@ pub(crate) struct FastPath {
     /// building a session per call.
     tools: Session,
     pub(crate) sessions: Arc<EndingSessions<LocalSessionManager>>,
-    /// Accepted `Host` values; empty accepts any.
-    pub(crate) allowed_hosts: Vec<String>,
+    /// Accepted `Host` values, as (host, port if any), read once; empty accepts any.
+    allowed_hosts: Vec<(String, Option<u16>)>,
     inflight: Mutex<HashMap<(SessionId, String), CancellationToken>>,
     touched: Mutex<HashMap<SessionId, Instant>>,
+}
+
+/// The parts of a JSON-RPC message the fast path reads.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<Cow<'a, str>>,
+    /// Absent for a notification (a `null` id reads as absent too: not a request to answer here).
+    id: Option<Value>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    params: Option<Params>,
+}
+
+/// The parameters of `tools/call` and of `notifications/cancelled`.
+#[derive(Deserialize)]
+struct Params {
+    name: Option<String>,
+    arguments: Option<Value>,
+    #[serde(rename = "_meta")]
+    meta: Option<Meta>,
+    #[serde(rename = "requestId")]
+    request_id: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(rename = "progressToken")]
+    progress_token: Option<serde::de::IgnoredAny>,
 }
 
 /// What the fast path made of a request.
@@ -69,7 +102,15 @@ impl FastPath {
         Self {
             tools: Session::new(hub),
             sessions,
-            allowed_hosts,
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(
+                    |allowed| match axum::http::uri::Authority::try_from(allowed.as_str()) {
+                        Ok(a) => (normalize(a.host()), a.port_u16()),
+                        Err(_) => (normalize(allowed), None),
+                    },
+                )
+                .collect(),
             inflight: Mutex::default(),
             touched: Mutex::default(),
         }
@@ -94,15 +135,25 @@ impl FastPath {
         {
             return Outcome::Pass;
         }
-        let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        // Read into the few fields the fast path looks at; anything that does not fit them is
+        // rmcp's to read (and answer).
+        let Ok(message) = serde_json::from_slice::<Message>(body) else {
             return Outcome::Pass;
         };
-        if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        if message.jsonrpc.as_deref() != Some("2.0") {
             return Outcome::Pass;
         }
-        match message.get("method").and_then(Value::as_str) {
-            Some("tools/call") => self.call(session, message, identity).await,
-            Some("notifications/cancelled") => self.cancel(session, &message),
+        let Some(params) = message.params else {
+            return Outcome::Pass;
+        };
+        match message.method.as_deref() {
+            Some("tools/call") => match message.id {
+                Some(id) => self.call(session, id, params, identity).await,
+                None => Outcome::Pass,
+            },
+            Some("notifications/cancelled") if message.id.is_none() => {
+                self.cancel(session, params.request_id.as_ref())
+            }
             _ => Outcome::Pass,
         }
     }
@@ -110,33 +161,23 @@ impl FastPath {
     async fn call(
         self: &Arc<Self>,
         session: &str,
-        message: Value,
+        id: Value,
+        params: Params,
         identity: Option<&Identity>,
     ) -> Outcome {
-        let Some(id) = message
-            .get("id")
-            .filter(|id| id.is_string() || id.is_u64() || id.is_i64())
-            .cloned()
-        else {
-            return Outcome::Pass;
-        };
-        let Some(params) = message.get("params").and_then(Value::as_object) else {
-            return Outcome::Pass;
-        };
-        // A caller that wants progress needs a stream; rmcp's path provides it.
-        if params
-            .get("_meta")
-            .and_then(|m| m.get("progressToken"))
-            .is_some()
-        {
+        if !(id.is_string() || id.is_u64() || id.is_i64()) {
             return Outcome::Pass;
         }
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
+        // A caller that wants progress needs a stream; rmcp's path provides it.
+        if params.meta.is_some_and(|m| m.progress_token.is_some()) {
+            return Outcome::Pass;
+        }
+        let Some(name) = params.name else {
             return Outcome::Pass;
         };
-        let args: Option<JsonObject> = match params.get("arguments") {
+        let args: Option<JsonObject> = match params.arguments {
             None | Some(Value::Null) => None,
-            Some(Value::Object(o)) => Some(o.clone()),
+            Some(Value::Object(o)) => Some(o),
             Some(_) => return Outcome::Pass,
         };
         let Some(shared) = self.sessions.shared_of(session) else {
@@ -175,8 +216,9 @@ impl FastPath {
         };
 
         let tools = self.tools.clone();
-        let name = name.to_owned();
-        let task = tokio::spawn(async move {
+        // Run here rather than as a task of its own (one task switch less each way); should
+        // the client go away first, what is left of the call runs on as a task (`Finish`).
+        let outcome = Finish::new(async move {
             let root = CallNode::root(token);
             let caller = Caller {
                 progress: None,
@@ -187,23 +229,22 @@ impl FastPath {
             tools
                 .run_tool(policy.as_ref(), name, args, &root, caller)
                 .await
-        });
-        let body = match task.await {
-            Ok(Ok(mut result)) => {
+        })
+        .await;
+        let bytes = match outcome {
+            Ok(mut result) => {
                 // Sessions negotiate versions before 2026-07-28, which have no `resultType`.
                 result.result_type = None;
-                json!({"jsonrpc": "2.0", "id": id, "result": result})
+                reply(&id, "result", &result)
             }
-            Ok(Err(error)) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-            Err(_) => crate::stdio::error_response(id, -32603, "internal error"),
+            Err(error) => reply(&id, "error", &error),
         };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
         Outcome::Answered(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
     }
 
     /// Cancels a fast-path request; a cancellation for anything else goes on to rmcp.
-    fn cancel(&self, session: &str, message: &Value) -> Outcome {
-        let Some(request) = message.get("params").and_then(|p| p.get("requestId")) else {
+    fn cancel(&self, session: &str, request: Option<&Value>) -> Outcome {
+        let Some(request) = request else {
             return Outcome::Pass;
         };
         let key = (SessionId::from(session), request.to_string());
@@ -255,13 +296,69 @@ impl FastPath {
         let Ok(authority) = axum::http::uri::Authority::try_from(host) else {
             return false;
         };
-        let (h, port) = (normalize(authority.host()), authority.port_u16());
-        self.allowed_hosts.iter().any(|allowed| {
-            match axum::http::uri::Authority::try_from(allowed.as_str()) {
-                Ok(a) => normalize(a.host()) == h && a.port_u16().is_none_or(|p| Some(p) == port),
-                Err(_) => normalize(allowed) == h,
-            }
+        let (h, port) = (bare(authority.host()), authority.port_u16());
+        self.allowed_hosts.iter().any(|(allowed, allowed_port)| {
+            allowed.eq_ignore_ascii_case(h) && allowed_port.is_none_or(|p| Some(p) == port)
         })
+    }
+}
+
+/// A JSON-RPC answer with `id` whose `field` (`result` or `error`) is `value`, written
+/// straight to bytes.
+fn reply(id: &Value, field: &str, value: &impl Serialize) -> Vec<u8> {
+    use serde::{Serializer, ser::SerializeMap};
+    let mut bytes = Vec::with_capacity(256);
+    let mut writer = serde_json::Serializer::new(&mut bytes);
+    let written = (&mut writer).serialize_map(Some(3)).and_then(|mut map| {
+        map.serialize_entry("jsonrpc", "2.0")?;
+        map.serialize_entry("id", id)?;
+        map.serialize_entry(field, value)?;
+        map.end()
+    });
+    match written {
+        Ok(()) => bytes,
+        Err(_) => serde_json::to_vec(&crate::stdio::error_response(
+            id.clone(),
+            -32603,
+            "internal error",
+        ))
+        .unwrap_or_default(),
+    }
+}
+
+/// A call run in its request's own task. Dropped before it is done (the client went away),
+/// it goes on as a task of its own, so that it ends as a cancelled call does, the upstream
+/// told, rather than being cut off half-way.
+struct Finish<T: Send + 'static> {
+    call: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+}
+
+impl<T: Send + 'static> Finish<T> {
+    fn new(call: impl Future<Output = T> + Send + 'static) -> Self {
+        Self {
+            call: Some(Box::pin(call)),
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for Finish<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(call.as_mut().poll(cx));
+        self.call = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for Finish<T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            tokio::spawn(call);
+        }
     }
 }
 
@@ -283,7 +380,12 @@ impl Drop for InFlight {
 }
 
 fn normalize(host: &str) -> String {
-    host.trim_matches(['[', ']']).to_ascii_lowercase()
+    bare(host).to_ascii_lowercase()
+}
+
+/// A host without the brackets of an IPv6 literal.
+fn bare(host: &str) -> &str {
+    host.trim_matches(['[', ']'])
 }
 
 fn accepts_json(headers: &HeaderMap) -> bool {

@@ -97,11 +97,11 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         config.allowed_hosts.clone(),
     ));
     let factory_hub = hub.clone();
-    let mcp = StreamableHttpService::new(
+    let mcp = Shared(Arc::new(StreamableHttpService::new(
         move || Ok(Session::new(factory_hub.clone())),
         sessions,
         config,
-    );
+    )));
     let front = Front {
         access: hub.access.clone(),
         fast,
@@ -120,6 +120,32 @@ pub fn router(hub: Arc<HubState>, settings: &HttpSettings, shutdown: Cancellatio
         .with_state(hub)
         .merge(sockets)
         .merge(mcp)
+}
+
+/// rmcp's Streamable HTTP service behind an `Arc`. The router clones its services for every
+/// request, several times over, and a clone of rmcp's service copies its configuration (the
+/// allowed hosts and origins, as strings); this makes each clone a reference count.
+#[derive(Clone)]
+struct Shared<S>(Arc<S>);
+
+type McpService = StreamableHttpService<Session, EndingSessions<LocalSessionManager>>;
+
+impl tower_service::Service<axum::extract::Request> for Shared<McpService> {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(request).await.map(axum::body::Body::new)) })
+    }
 }
 
 /// What the `/mcp` layer needs: authentication, the fast path and the body limit.
