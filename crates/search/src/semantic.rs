@@ -276,17 +276,21 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     dot_i8_body(a, b)
 }
 
+/// The dot product one pair at a time: the tail of a vector shorter than a SIMD step.
+#[inline(always)]
+fn scalar_dot(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
 #[inline(always)]
 fn dot_i8_body(a: &[i8], b: &[i8]) -> i32 {
     const LANES: usize = 16;
     let mut acc = [0i32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: i32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum();
+    let tail = scalar_dot(ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
             acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
@@ -309,12 +313,7 @@ fn dot_i8_avx2_body(a: &[i8], b: &[i8]) -> i32 {
     };
     let n = a.len().min(b.len());
     let (ca, cb) = (a[..n].chunks_exact(16), b[..n].chunks_exact(16));
-    let tail: i32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum();
+    let tail = scalar_dot(ca.remainder(), cb.remainder());
     let mut acc = _mm256_setzero_si256();
     for (x, y) in ca.zip(cb) {
         // SAFETY: each chunk is exactly 16 bytes, the width of the unaligned load.
