@@ -315,28 +315,31 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// One entry of a `{"mcpServers": {...}}` file, as Claude Desktop, Cursor and others write it.
+/// Read by `import` and by `patchbay connect`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct McpServerEntry {
-    command: Option<String>,
+pub(crate) struct McpServerEntry {
+    pub command: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
+    pub args: Vec<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
     url: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// The WebSocket endpoint `patchbay connect` bridges this server to (its own extension).
+    pub endpoint: Option<String>,
     #[serde(default)]
-    disabled: bool,
+    pub disabled: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct McpServersFile {
-    mcp_servers: BTreeMap<String, McpServerEntry>,
+pub(crate) struct McpServersFile {
+    pub mcp_servers: BTreeMap<String, McpServerEntry>,
 }
 
 /// The embedded default: one demo upstream, served by this very binary (`patchbay demo-server`).

@@ -17,12 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::config::McpServersFile;
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
 use patchbay_core::Backoff;
 use patchbay_providers::GroupGuard;
 use patchbay_server::ws_client::{self, Frame, redact};
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -58,27 +58,6 @@ struct Bridge {
     args: Vec<String>,
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServersFile {
-    mcp_servers: BTreeMap<String, ServerEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerEntry {
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
-    /// The WebSocket endpoint this server is bridged to.
-    endpoint: Option<String>,
-    #[serde(default)]
-    disabled: bool,
 }
 
 fn bridges(args: &ConnectArgs) -> anyhow::Result<Vec<Bridge>> {
@@ -121,7 +100,7 @@ fn from_file(
 ) -> anyhow::Result<Vec<Bridge>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: ServersFile = serde_json::from_str(&text)
+    let file: McpServersFile = serde_json::from_str(&text)
         .with_context(|| format!("{}: expected {{\"mcpServers\": {{...}}}}", path.display()))?;
     let mut out = Vec::new();
     for (name, entry) in file.mcp_servers {

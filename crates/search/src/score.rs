@@ -9,7 +9,7 @@ use crate::index::{DocId, NsId, SearchIndex, TermId};
 use crate::related;
 use crate::semantic::{self, quantise};
 use crate::stem::stem;
-use crate::tokenize::{content_words, split_words};
+use crate::tokenize::content_words;
 
 /// At most this many distinct query terms are scored; a pasted essay should not cost more than
 /// a sentence. The first terms win, which is where a question usually states its subject.
@@ -83,11 +83,12 @@ impl SearchIndex {
             },
             None => None,
         };
-        if split_words(query).is_empty() {
+        // Empty only if the query has no words at all (stopwords are kept when alone).
+        let raw = content_words(query);
+        if raw.is_empty() {
             return self.browse(ns, limit, allow);
         }
 
-        let raw = content_words(query);
         let priors = self.query_priors(&raw);
         let words: Vec<String> = raw.iter().map(|w| stem(w)).collect();
         let mut query_terms = self.query_terms(&words, &priors);

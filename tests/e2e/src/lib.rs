@@ -142,6 +142,28 @@ impl Log {
     }
 }
 
+/// Starts a server that prints `listening URL` first (`patchbay serve`, `patchbay-fixture
+/// --http`, the conformance fixture) and waits for that line; stdout and stderr are piped, the
+/// child dies with its handle, and its stderr is collected.
+pub async fn start_listening(mut cmd: Command) -> (Child, String, Log) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.as_std().get_program()));
+    let log = Log::default();
+    log.collect(child.stderr.take().unwrap());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no `listening` line in 20 s; log:\n{}", log.text()))
+        .expect("read stdout")
+        .unwrap_or_else(|| panic!("the server exited; log:\n{}", log.text()));
+    (child, first, log)
+}
+
 /// A `patchbay serve` process on a free loopback port.
 pub struct Hub {
     pub child: Child,
@@ -162,23 +184,11 @@ impl Hub {
         let mut cmd = Command::new(patchbay());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("RUST_LOG", "info");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start patchbay serve");
-        let log = Log::default();
-        log.collect(child.stderr.take().unwrap());
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("patchbay serve printed no address; log:\n{}", log.text()))
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("patchbay serve exited; log:\n{}", log.text()));
+        let (child, first, log) = start_listening(cmd).await;
         let url = first
             .strip_prefix("listening ")
             .expect("listening line")
@@ -273,6 +283,28 @@ pub async fn stdio_client(config: &Path) -> (Client, Log) {
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info");
+    stdio_client_on(cmd).await
+}
+
+/// `patchbay stdio --config CONFIG` acting with `token`, given by `--token` or, when `by_env`,
+/// by `PATCHBAY_TOKEN` (never inherited from the test's own environment).
+pub fn stdio_command_as(config: &Path, token: &str, by_env: bool) -> Command {
+    let mut cmd = Command::new(patchbay());
+    cmd.arg("stdio")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("PATCHBAY_TOKEN");
+    if by_env {
+        cmd.env("PATCHBAY_TOKEN", token);
+    } else {
+        cmd.arg("--token").arg(token);
+    }
+    cmd
+}
+
+/// Starts a `patchbay stdio` command with an MCP client on it; its stderr is collected.
+pub async fn stdio_client_on(cmd: Command) -> (Client, Log) {
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
         .spawn()
@@ -281,7 +313,10 @@ pub async fn stdio_client(config: &Path) -> (Client, Log) {
     if let Some(e) = stderr {
         log.collect(e);
     }
-    let client = ().serve(transport).await.expect("MCP client connects over stdio");
+    let client = ()
+        .serve(transport)
+        .await
+        .unwrap_or_else(|e| panic!("MCP client connects over stdio: {e}; log:\n{}", log.text()));
     (client, log)
 }
 
@@ -551,23 +586,11 @@ impl HttpFixture {
     /// Starts `patchbay-fixture --http ADDR` (port 0 picks one) with extra environment.
     pub async fn start(addr: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(fixture());
-        cmd.args(["--http", addr])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args(["--http", addr]);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start patchbay-fixture --http");
-        let log = Log::default();
-        log.collect(child.stderr.take().unwrap());
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-            .await
-            .expect("fixture printed its address")
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("fixture exited; log:\n{}", log.text()));
+        let (child, first, log) = start_listening(cmd).await;
         let url = first
             .strip_prefix("listening ")
             .expect("listening line")

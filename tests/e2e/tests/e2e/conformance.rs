@@ -5,11 +5,8 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use patchbay_e2e::{Hub, Workspace, bin};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use patchbay_e2e::{Hub, Workspace, bin, start_listening};
+use tokio::process::{Child, Command};
 
 fn conformance_fixture() -> PathBuf {
     bin("patchbay-conformance-fixture")
@@ -59,20 +56,9 @@ async fn run_all_suites(url: &str) {
 
 /// `patchbay-conformance-fixture --http 127.0.0.1:0`, and its URL.
 async fn http_fixture() -> (Child, String) {
-    let mut child = Command::new(conformance_fixture())
-        .args(["--http", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the conformance fixture");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .expect("the fixture printed its address")
-        .expect("read stdout")
-        .expect("the fixture exited");
+    let mut cmd = Command::new(conformance_fixture());
+    cmd.args(["--http", "127.0.0.1:0"]);
+    let (child, first, _log) = start_listening(cmd).await;
     let url = first
         .strip_prefix("listening ")
         .expect("listening line")

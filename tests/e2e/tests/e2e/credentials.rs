@@ -17,9 +17,7 @@ use reqwest::{
     StatusCode,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE},
 };
-use rmcp::{
-    ServiceExt, model::CallToolRequestParams, service::ServiceError, transport::TokioChildProcess,
-};
+use rmcp::{model::CallToolRequestParams, service::ServiceError};
 use serde_json::{Value, json};
 use tokio::{io::AsyncWriteExt, process::Command};
 
@@ -167,32 +165,11 @@ impl Setup {
     /// A `patchbay stdio` process acting with `token` (`--token`, or `PATCHBAY_TOKEN` when
     /// `by_env`), with an MCP client on it.
     async fn stdio(&self, token: &str, by_env: bool) -> (Client, Log) {
-        let mut cmd = Command::new(patchbay());
-        cmd.arg("stdio")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .env_remove("PATCHBAY_TOKEN");
-        if by_env {
-            cmd.env("PATCHBAY_TOKEN", token);
-        } else {
-            cmd.arg("--token").arg(token);
-        }
+        let mut cmd = stdio_command_as(&self.config, token, by_env);
         for (k, v) in self.env() {
             cmd.env(k, v);
         }
-        let (transport, stderr) = TokioChildProcess::builder(cmd)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start patchbay stdio");
-        let log = Log::default();
-        if let Some(e) = stderr {
-            log.collect(e);
-        }
-        let client = ().serve(transport).await.unwrap_or_else(|e| {
-            panic!("MCP client connects over stdio: {e}; log:\n{}", log.text())
-        });
-        (client, log)
+        stdio_client_on(cmd).await
     }
 
     /// Asserts that no process of this test outlives it: the hubs, and the upstreams they

@@ -27,10 +27,7 @@ use rmcp::{
     },
 };
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
+use tokio::process::Command;
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -489,27 +486,7 @@ async fn http_as(url: &str, token: &str) -> Client {
 
 /// `patchbay stdio` acting with `token`, given by `--token` or by `PATCHBAY_TOKEN`.
 async fn stdio_as(config: &Path, token: &str, by_env: bool) -> (Client, Log) {
-    let mut cmd = Command::new(patchbay());
-    cmd.arg("stdio")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env_remove("PATCHBAY_TOKEN");
-    if by_env {
-        cmd.env("PATCHBAY_TOKEN", token);
-    } else {
-        cmd.arg("--token").arg(token);
-    }
-    let (transport, stderr) = TokioChildProcess::builder(cmd)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start patchbay stdio");
-    let log = Log::default();
-    if let Some(e) = stderr {
-        log.collect(e);
-    }
-    let client = ().serve(transport).await.expect("MCP client connects over stdio");
-    (client, log)
+    stdio_client_on(stdio_command_as(config, token, by_env)).await
 }
 
 // ---- Reading answers ----
@@ -749,13 +726,7 @@ async fn check_schema(peer: &Peer<RoleClient>, who: &str, view: &View) {
             "{who}: annotations of {name}: {s}"
         );
     }
-    let mut names = vec!["nowhere.no_such_operation".to_owned()];
-    names.extend(
-        view.catalog
-            .iter()
-            .map(|u| format!("{}.no_such_operation", u.namespace)),
-    );
-    names.extend(view.forbidden.iter().cloned());
+    let names = missing_and_forbidden(view);
     let shapes = each(names.clone(), |name| {
         let peer = peer.clone();
         async move {
@@ -770,6 +741,20 @@ async fn check_schema(peer: &Peer<RoleClient>, who: &str, view: &View) {
     for (name, s) in names.iter().zip(&shapes) {
         assert_eq!(s, &shapes[0], "{who}: schema of {name}");
     }
+}
+
+/// Operations the caller must not tell apart: a namespace that does not exist, a missing
+/// operation in each namespace, and every operation it is forbidden; the first is the
+/// reference.
+fn missing_and_forbidden(view: &View) -> Vec<String> {
+    let mut names = vec!["nowhere.no_such_operation".to_owned()];
+    names.extend(
+        view.catalog
+            .iter()
+            .map(|u| format!("{}.no_such_operation", u.namespace)),
+    );
+    names.extend(view.forbidden.iter().cloned());
+    names
 }
 
 /// `call`: visible probes succeed; every forbidden operation fails like a missing one.
@@ -794,13 +779,7 @@ async fn check_call(peer: &Peer<RoleClient>, who: &str, view: &View) {
             );
         }
     }
-    let mut names = vec!["nowhere.no_such_operation".to_owned()];
-    names.extend(
-        view.catalog
-            .iter()
-            .map(|u| format!("{}.no_such_operation", u.namespace)),
-    );
-    names.extend(view.forbidden.iter().cloned());
+    let names = missing_and_forbidden(view);
     assert!(names.len() <= 64, "one batch");
     let calls = names
         .iter()
@@ -1856,25 +1835,12 @@ async fn a_non_loopback_address_needs_auth_or_insecure_no_auth() {
 /// Starts `patchbay serve --listen 0.0.0.0:0 --config CONFIG ARGS`, checks `/healthz` over
 /// loopback, stops it with SIGTERM, and returns its first stdout line and its stderr.
 async fn serve_until_listening(config: &Path, extra: &[&str]) -> (String, String) {
-    let mut child = Command::new(patchbay())
-        .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+    let mut cmd = Command::new(patchbay());
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(config)
         .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start patchbay serve");
-    let log = Log::default();
-    log.collect(child.stderr.take().unwrap());
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("no listening line; stderr:\n{}", log.text()))
-        .expect("read stdout")
-        .unwrap_or_else(|| panic!("patchbay serve exited; stderr:\n{}", log.text()));
+        .env("RUST_LOG", "warn");
+    let (mut child, line, log) = start_listening(cmd).await;
     let port = line
         .trim_end_matches("/mcp")
         .rsplit(':')
