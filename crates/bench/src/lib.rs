@@ -1,6 +1,6 @@
 //! Lean JSON-RPC clients for the benchmarks: raw newline-delimited JSON over a child's stdio,
-//! and raw Streamable HTTP POSTs. Lean on purpose, so the figures measure the hub, not a client
-//! library.
+//! and Streamable HTTP POSTs, either through reqwest or written by hand on one keep-alive
+//! connection. Lean on purpose, so the figures measure the hub, not a client library.
 
 use std::{
     collections::HashMap,
@@ -16,7 +16,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
     process::{Child, ChildStdin, Command},
     sync::{Mutex as AsyncMutex, oneshot},
 };
@@ -183,6 +184,105 @@ impl HttpSession {
     }
 }
 
+/// A Streamable HTTP session on one keep-alive HTTP/1.1 connection, with requests written and
+/// answers read by hand: no connection pool, no background connection task, no header map.
+/// reqwest (`HttpSession`) sets the session up; only calls answered with a `Content-Length`
+/// body (the hub's `application/json` answers) go this way.
+pub struct RawHttpSession {
+    connection: AsyncMutex<BufReader<TcpStream>>,
+    /// `host:port`, for the `Host` header.
+    authority: String,
+    /// Everything of a POST up to its `content-length` value.
+    head: String,
+    next: AtomicU64,
+}
+
+impl RawHttpSession {
+    /// Opens a session at `url` (`http://host:port/path`).
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let setup = HttpSession::open(url).await?;
+        let session = setup.session.context("the hub gave no mcp-session-id")?;
+        let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let stream = TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json, text/event-stream\r\n\
+             content-type: application/json\r\nmcp-protocol-version: 2025-06-18\r\n\
+             mcp-session-id: {session}\r\ncontent-length: "
+        );
+        Ok(Self {
+            connection: AsyncMutex::new(BufReader::new(stream)),
+            authority: authority.to_owned(),
+            head,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    pub async fn request(&self, mut request: Value) -> anyhow::Result<Value> {
+        request["id"] = json!(self.next.fetch_add(1, Ordering::Relaxed));
+        let body = serde_json::to_vec(&request)?;
+        let mut message = Vec::with_capacity(self.head.len() + 24 + body.len());
+        message.extend_from_slice(self.head.as_bytes());
+        message.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+        message.extend_from_slice(&body);
+        let mut connection = self.connection.lock().await;
+        connection.get_mut().write_all(&message).await?;
+        let (status, length) = read_head(&mut connection).await?;
+        let mut answer = vec![0; length];
+        connection.read_exact(&mut answer).await?;
+        if status != 200 {
+            bail!("HTTP {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        Ok(serde_json::from_slice(&answer)?)
+    }
+
+    /// `GET path` on this connection; returns the body's length.
+    pub async fn get(&self, path: &str) -> anyhow::Result<usize> {
+        let message = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", self.authority);
+        let mut connection = self.connection.lock().await;
+        connection.get_mut().write_all(message.as_bytes()).await?;
+        let (status, length) = read_head(&mut connection).await?;
+        let mut answer = vec![0; length];
+        connection.read_exact(&mut answer).await?;
+        if status != 200 {
+            bail!("HTTP {status}");
+        }
+        Ok(length)
+    }
+}
+
+/// Reads a response's status line and headers; returns the status and the body's length.
+async fn read_head(connection: &mut BufReader<TcpStream>) -> anyhow::Result<(u16, usize)> {
+    let mut line = String::new();
+    connection.read_line(&mut line).await?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP status line: {line:?}"))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        if connection.read_line(&mut line).await? == 0 {
+            bail!("the hub closed the connection");
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse()?);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                bail!("a chunked answer; this client reads Content-Length bodies only");
+            }
+        }
+    }
+    Ok((status, length.context("an answer without Content-Length")?))
+}
+
 /// Latency figures of one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Figures {
@@ -228,6 +328,45 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
+    summarise(all, duration)
+}
+
+/// One client alternating `a` and `b` call by call for `duration` after `warmup`, so both are
+/// measured under the same machine load (on a shared VM the load changes from second to
+/// second, which skews two measurements taken one after the other).
+pub async fn measure_alternating<A, FA, B, FB, T, U>(
+    warmup: Duration,
+    duration: Duration,
+    a: A,
+    b: B,
+) -> (Figures, Figures)
+where
+    A: Fn() -> FA,
+    FA: std::future::Future<Output = anyhow::Result<T>>,
+    B: Fn() -> FB,
+    FB: std::future::Future<Output = anyhow::Result<U>>,
+{
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let (mut la, mut lb) = (Vec::with_capacity(16_384), Vec::with_capacity(16_384));
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        a().await.expect("benchmark call failed");
+        let t1 = Instant::now();
+        b().await.expect("benchmark call failed");
+        if t0 >= measure_from {
+            la.push(t1 - t0);
+            lb.push(t1.elapsed());
+        }
+    }
+    (summarise(la, duration), summarise(lb, duration))
+}
+
+fn summarise(mut all: Vec<Duration>, duration: Duration) -> Figures {
     all.sort_unstable();
     let pick = |q: f64| {
         all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))

@@ -6,7 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
-use patchbay_bench::{Figures, HttpSession, StdioPeer, measure, target_dir};
+use patchbay_bench::{
+    Figures, HttpSession, RawHttpSession, StdioPeer, measure, measure_alternating, target_dir,
+};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -118,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         let hubbed = {
             let mut sessions = Vec::new();
             for _ in 0..n {
-                sessions.push(Arc::new(HttpSession::open(&url).await?));
+                sessions.push(Arc::new(RawHttpSession::open(&url).await?));
             }
             let sessions = Arc::new(sessions);
             measure(n, warmup, duration, move |c| {
@@ -136,6 +138,30 @@ async fn main() -> anyhow::Result<()> {
             .await
         };
         row(n, direct, hubbed);
+    }
+
+    // Added latency at one client with the two paths measured call by call in turn, so a
+    // change in the machine's load cannot favour one of them.
+    {
+        let peer = StdioPeer::start(&fixture, &[]).await?;
+        let session = RawHttpSession::open(&url).await?;
+        let (direct, hubbed) = measure_alternating(
+            warmup,
+            duration,
+            || peer.request(echo_call()),
+            || {
+                let mut call = echo_call();
+                call["params"]["name"] = json!("fx.echo");
+                session.request(call)
+            },
+        )
+        .await;
+        println!(
+            "\nalternating, 1 client: direct p50 {}, hub p50 {}, added p50 {}",
+            us(direct.p50),
+            us(hubbed.p50),
+            us(hubbed.p50.saturating_sub(direct.p50)),
+        );
     }
 
     // The same direct calls through rmcp's client (what the hub uses upstream), for reference.
@@ -164,6 +190,26 @@ async fn main() -> anyhow::Result<()> {
             us(f.p99)
         );
     }
+
+    // The same proxied call through reqwest, a full HTTP client library (connection pool, a
+    // background task per connection): what a typical client adds on top of the hub.
+    let library = {
+        let session = Arc::new(HttpSession::open(&url).await?);
+        measure(1, warmup, duration, move |_| {
+            let s = session.clone();
+            async move {
+                let mut call = echo_call();
+                call["params"]["name"] = json!("fx.echo");
+                s.request(call).await.map(|_| ())
+            }
+        })
+        .await
+    };
+    println!(
+        "hub through reqwest (a client library) instead of the lean client, 1 client: p50 {}, p99 {}",
+        us(library.p50),
+        us(library.p99)
+    );
 
     // The meta surface: the same echo as one item of a `call` batch.
     let meta = one_client(
@@ -195,14 +241,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The floor: an HTTP round trip to the hub that does no MCP work at all.
-    let client = reqwest::Client::new();
-    let health = format!("{base}/healthz");
+    let raw = Arc::new(RawHttpSession::open(&url).await?);
     let floor = measure(1, warmup, duration, move |_| {
-        let (c, u) = (client.clone(), health.clone());
-        async move {
-            c.get(&u).send().await?.bytes().await?;
-            Ok(())
-        }
+        let raw = raw.clone();
+        async move { raw.get("/healthz").await.map(|_| ()) }
     })
     .await;
     println!(
@@ -224,7 +266,7 @@ async fn one_client(
     arguments: serde_json::Value,
     ok: fn(&serde_json::Value) -> bool,
 ) -> anyhow::Result<Figures> {
-    let session = Arc::new(HttpSession::open(url).await?);
+    let session = Arc::new(RawHttpSession::open(url).await?);
     let request = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": name, "arguments": arguments}});
     Ok(measure(1, warmup, duration, move |_| {
         let (s, request) = (session.clone(), request.clone());
