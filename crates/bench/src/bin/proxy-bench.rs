@@ -36,7 +36,7 @@ fn options() -> anyhow::Result<Options> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`."
+                    "proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`\n(both with lean hand-written clients), then the added p50 at one client with the two paths alternating call by call,\nand reference figures: the hub through reqwest, the direct call through rmcp's client, a meta `call`, `list`, `GET /healthz`.\nFigures and how to read them: docs/benchmarks.md."
                 );
                 std::process::exit(0);
             }
