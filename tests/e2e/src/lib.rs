@@ -32,7 +32,7 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a workspace binary (`patchbay`, `patchbay-fixture`), building the binaries once if
+/// Path of a workspace binary (`patchbay`, `patchbay-fixture`, the benchmarks), building the binaries once if
 /// they are missing (the test script builds them up front).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -48,6 +48,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "patchbay",
                 "-p",
                 "patchbay-fixture",
+                "-p",
+                "patchbay-bench",
             ]);
             if release {
                 cmd.arg("--release");

@@ -1,7 +1,7 @@
 //! Proxy overhead: `tools/call` through `patchbay serve` (Streamable HTTP) to a stdio echo
 //! upstream, against the same calls made directly to that upstream over stdio.
 //!
-//! Run: `cargo build --release --bins && target/release/proxy-bench [--seconds 5] [--clients 1,16,64]`
+//! Run: `cargo build --release --bins && target/release/proxy-bench [--seconds 5] [--warmup 1] [--clients 1,16,64]`
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,19 +13,24 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 struct Options {
-    seconds: u64,
+    /// Measured time per point, in seconds (fractions allowed).
+    seconds: f64,
+    /// Warm-up before each point, in seconds.
+    warmup: f64,
     clients: Vec<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
-        seconds: 5,
+        seconds: 5.0,
+        warmup: 1.0,
         clients: vec![1, 16, 64],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => o.seconds = args.next().context("--seconds N")?.parse()?,
+            "--warmup" => o.warmup = args.next().context("--warmup N")?.parse()?,
             "--clients" => {
                 o.clients = args
                     .next()
@@ -36,7 +41,7 @@ fn options() -> anyhow::Result<Options> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy-bench [--seconds N] [--clients 1,16,64]\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`\n(both with lean hand-written clients), then the added p50 at one client with the two paths alternating call by call,\nand reference figures: the hub through reqwest, the direct call through rmcp's client, a meta `call`, `list`, `GET /healthz`.\nFigures and how to read them: docs/benchmarks.md."
+                    "proxy-bench [--seconds N] [--warmup N] [--clients 1,16,64]\n\n--seconds: measured time per point (default 5); --warmup: warm-up before each (default 1); fractions allowed.\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`\n(both with lean hand-written clients), then the added p50 at one client with the two paths alternating call by call,\nand reference figures: the hub through reqwest, the direct call through rmcp's client, a meta `call`, `list`, `GET /healthz`.\nFigures and how to read them: docs/benchmarks.md."
                 );
                 std::process::exit(0);
             }
@@ -62,8 +67,11 @@ async fn main() -> anyhow::Result<()> {
     if !dir.ends_with("release") {
         eprintln!("warning: not a release build; figures will be meaningless");
     }
-    let duration = Duration::from_secs(o.seconds);
-    let warmup = Duration::from_secs(1);
+    if !(o.seconds > 0.0 && o.warmup >= 0.0) {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    let duration = Duration::from_secs_f64(o.seconds);
+    let warmup = Duration::from_secs_f64(o.warmup);
 
     // The hub: expose = "direct", so the proxied call is the same tools/call under a new name.
     let tmp = tempfile::tempdir()?;
@@ -98,8 +106,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "tools/call echo, {}s per point after 1s warm-up; 2-core machine, shared\n",
-        o.seconds
+        "tools/call echo, {}s per point after {}s warm-up; 2-core machine, shared\n",
+        o.seconds, o.warmup
     );
     println!(
         "| clients | direct p50 | direct p99 | direct calls/s | hub p50 | hub p99 | hub calls/s | added p50 | p50 ratio | throughput ratio |"

@@ -2,6 +2,7 @@
 
 mod actor_secrets;
 mod bad_input;
+mod benchmarks;
 mod cancellation;
 mod config_cli;
 mod conformance;
