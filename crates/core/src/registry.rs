@@ -9,7 +9,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use patchbay_search::{Document, SearchIndex, params_from_object};
+use patchbay_search::{Document, Param, SearchIndex, params_from_object};
 use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities, Tool};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
@@ -449,7 +449,9 @@ impl Registry {
         };
         let prefix = entry.settings.prefix;
 
-        let mut ops: Vec<Arc<Operation>> = Vec::with_capacity(tools.len());
+        // Each operation with its search document, whose parameters come from the parsed
+        // schema at hand here (the operation keeps its definition as text).
+        let mut ops: Vec<(Arc<Operation>, Document)> = Vec::with_capacity(tools.len());
         let mut seen = HashSet::with_capacity(tools.len());
         let mut collisions = Vec::new();
         for tool in tools {
@@ -462,9 +464,13 @@ impl Registry {
                 collisions.push(name);
                 continue;
             }
-            ops.push(Arc::new(Operation::new(name, namespace.to_owned(), tool)));
+            let params = params_from_object(&tool.input_schema);
+            let op = Arc::new(Operation::new(name, namespace.to_owned(), tool));
+            let doc = document(&op, params);
+            ops.push((op, doc));
         }
-        ops.sort_by(|a, b| a.name.cmp(&b.name));
+        ops.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let (ops, docs): (Vec<Arc<Operation>>, Vec<Document>) = ops.into_iter().unzip();
 
         let entry = inner.namespaces.get_mut(namespace).expect("checked above");
         for old in entry.ops.drain(..) {
@@ -473,7 +479,6 @@ impl Registry {
         for op in &ops {
             inner.operations.insert(op.name.clone(), op.clone());
         }
-        let docs = ops.iter().map(|op| document(op)).collect();
         inner.index.replace_namespace(namespace, docs);
         entry.status.operations = ops.len();
         entry.status.conflicts = collisions.clone();
@@ -565,13 +570,13 @@ impl Registry {
     }
 }
 
-fn document(op: &Operation) -> Document {
+fn document(op: &Operation, params: Vec<Param>) -> Document {
     Document {
         name: op.name.clone(),
         namespace: op.namespace.clone(),
         tool: op.upstream_name.clone(),
         description: op.description().to_owned(),
-        params: params_from_object(&op.definition.input_schema),
+        params,
     }
 }
 

@@ -13,8 +13,8 @@ use std::{
 };
 
 use patchbay_core::{
-    AllowAll, AuditSink, CallNode, CallRecord, Caller, Dispatcher, HubEvent, Policy, Progress,
-    ProgressSink,
+    AllowAll, AuditSink, CallNode, CallRecord, Caller, Dispatcher, HubEvent, Operation, Policy,
+    Progress, ProgressSink,
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
@@ -468,15 +468,47 @@ impl Session {
         })
     }
 
-    fn all_tools(&self, policy: &dyn Policy) -> Vec<Tool> {
+    /// Everything this session's `tools/list` shows, in order; operations are read into tool
+    /// definitions only for the page asked for.
+    fn all_tools(&self, policy: &dyn Policy) -> Vec<Listed> {
         let mut tools = Vec::new();
         if self.shows_meta() {
-            tools.extend(surface::meta_tools());
+            tools.extend(
+                surface::meta_tools()
+                    .into_iter()
+                    .map(|tool| Listed::Meta(Box::new(tool))),
+            );
         }
         if self.shows_direct() {
-            tools.extend(surface::direct_tools(&self.hub.dispatcher, policy));
+            tools.extend(
+                surface::direct_operations(&self.hub.dispatcher, policy)
+                    .into_iter()
+                    .map(Listed::Operation),
+            );
         }
         tools
+    }
+}
+
+/// One entry of a `tools/list`.
+enum Listed {
+    Meta(Box<Tool>),
+    Operation(Arc<Operation>),
+}
+
+impl Listed {
+    fn name(&self) -> &str {
+        match self {
+            Listed::Meta(tool) => &tool.name,
+            Listed::Operation(op) => &op.name,
+        }
+    }
+
+    fn into_tool(self) -> Tool {
+        match self {
+            Listed::Meta(tool) => *tool,
+            Listed::Operation(op) => op.definition(),
+        }
     }
 }
 
@@ -582,19 +614,20 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let who = self.admit(&context.extensions).await?;
-        let tools = self.all_tools(who.policy.as_ref());
+        let mut tools = self.all_tools(who.policy.as_ref());
         let after = request.and_then(|r| r.cursor);
         let start = match &after {
             Some(c) => tools
                 .iter()
-                .position(|t| t.name.as_ref() == c)
+                .position(|t| t.name() == c)
                 .map(|i| i + 1)
                 .unwrap_or(tools.len()),
             None => 0,
         };
         let end = (start + DIRECT_PAGE).min(tools.len());
-        let next_cursor = (end < tools.len()).then(|| tools[end - 1].name.to_string());
-        let mut result = ListToolsResult::with_all_items(tools[start..end].to_vec());
+        let next_cursor = (end < tools.len()).then(|| tools[end - 1].name().to_owned());
+        let page = tools.drain(start..end).map(Listed::into_tool).collect();
+        let mut result = ListToolsResult::with_all_items(page);
         result.next_cursor = next_cursor;
         Ok(result)
     }

@@ -293,7 +293,7 @@ pub fn schema_of(
 }
 
 fn schema_json(op: &Operation) -> Value {
-    let d = &op.definition;
+    let d = op.definition();
     let mut v = json!({
         "tool": op.name,
         "description": op.description(),
@@ -457,12 +457,7 @@ pub async fn call_direct(
     }
 }
 
-/// Operation definitions for a `direct` listener's `tools/list`.
-pub fn direct_tools(dispatcher: &Dispatcher, policy: &dyn Policy) -> Vec<Tool> {
-    dispatcher
-        .registry()
-        .list(None, policy)
-        .iter()
-        .map(|op| op.definition.clone())
-        .collect()
+/// The operations a `direct` listener's `tools/list` shows, by name.
+pub fn direct_operations(dispatcher: &Dispatcher, policy: &dyn Policy) -> Vec<Arc<Operation>> {
+    dispatcher.registry().list(None, policy)
 }

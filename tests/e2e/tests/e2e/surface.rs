@@ -718,6 +718,47 @@ async fn expose_direct_and_both() {
 }
 
 #[tokio::test]
+async fn a_both_listing_pages_through_every_definition() {
+    // 2,500 generated tools: three pages of `tools/list`, each read from the stored
+    // definitions only when asked for.
+    let ws = Workspace::new();
+    let config = ws.write(
+        "patchbay.toml",
+        &format!(
+            "[server]\nexpose = \"both\"\n{}",
+            fixture_upstream("fx", &["--many", "2500"], "")
+        ),
+    );
+    let hub = Hub::serve(&config).await;
+    hub.wait_all_ready(READY).await;
+    let client = hub.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 4 + 2_500 + FIXTURE_BUILTINS);
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names[..4], ["list", "search", "schema", "call"]);
+    assert_eq!(
+        names.iter().collect::<BTreeSet<_>>().len(),
+        names.len(),
+        "no duplicates across pages"
+    );
+    // Every definition reads back whole: the upstream's own, under the operation name.
+    let upstream = direct_fixture(&["--many", "2500"]).await;
+    let originals = upstream.list_all_tools().await.unwrap();
+    for original in &originals {
+        let name = format!("fx.{}", original.name);
+        let listed = tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} is not listed"));
+        let mut expected = original.clone();
+        expected.name = name.into();
+        assert_eq!(listed, &expected);
+    }
+    client.cancel().await.unwrap();
+    assert!(hub.stop().await.success());
+}
+
+#[tokio::test]
 async fn ten_thousand_operations() {
     let ws = Workspace::new();
     let config = ws.write(
