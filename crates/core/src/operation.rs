@@ -78,7 +78,7 @@ impl Operation {
     /// and skipped: the upstream stays the judge of its own input.
     pub fn validate(&self, input: &Value) -> Result<(), CallError> {
         let validator = self.validator.get_or_init(|| {
-            let schema = Value::Object((*self.definition().input_schema).clone());
+            let schema = Value::Object(Arc::unwrap_or_clone(self.definition().input_schema));
             match jsonschema::validator_for(&schema) {
                 Ok(v) => Some(v),
                 Err(e) => {

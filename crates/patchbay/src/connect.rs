@@ -17,7 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::config::McpServersFile;
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
 use patchbay_core::Backoff;
@@ -25,6 +24,8 @@ use patchbay_providers::GroupGuard;
 use patchbay_server::ws_client::{self, Frame, redact};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::McpServersFile;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \

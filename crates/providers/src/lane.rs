@@ -117,7 +117,7 @@ impl Lane {
             id: Option<u64>,
             method: Option<serde::de::IgnoredAny>,
         }
-        let text = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let text = without_bom(line);
         // A lane answer has a numeric id in the lane's range and no method (a request from
         // the upstream may use any id, but always has a method).
         match serde_json::from_slice::<Head>(text) {
@@ -143,6 +143,11 @@ impl Lane {
         pending.closed = true;
         pending.waiting.clear();
     }
+}
+
+/// `line` without a leading UTF-8 byte-order mark, which some servers write.
+pub(crate) fn without_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
 /// The answer to one lane request; no longer waited for once dropped.

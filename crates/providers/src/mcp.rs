@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 
 use crate::{
     client::{ProgressRoutes, UpstreamClient},
-    lane::Lane,
-    routing::CallerRoutes,
+    lane::{Lane, without_bom},
+    routing::{CallerGuard, CallerRoutes},
     sessions::SessionConnections,
 };
 
@@ -162,11 +162,7 @@ async fn send(
     let Some(conn) = connection else {
         return Err(CallError::unavailable(namespace, "not connected").into());
     };
-    // Registered before sending, so nothing the upstream sends during the call precedes it.
-    let caller = ctx
-        .client
-        .clone()
-        .map(|client| conn.callers.register(client, ctx.ct.clone()));
+    let caller = conn.register_caller(&ctx);
     let mut handle = conn
         .peer
         .send_cancellable_request(request, PeerRequestOptions::no_options())
@@ -194,12 +190,9 @@ async fn send(
             Err(CallError::cancelled().into())
         }
     };
-    // rmcp hands each notification to its own task, so progress the upstream sent just
-    // before its result may not have been routed yet: let those tasks run first.
     if ctx.progress.is_some() {
-        tokio::task::yield_now().await;
+        conn.stop_progress(&token).await;
     }
-    conn.progress.remove(&token);
     outcome
 }
 
@@ -219,11 +212,7 @@ async fn lane_call(
         CallError::unavailable(namespace, "the connection is closed")
     };
     let id = lane.next_id();
-    // Registered before sending, so nothing the upstream sends during the call precedes it.
-    let caller = ctx
-        .client
-        .clone()
-        .map(|client| conn.callers.register(client, ctx.ct.clone()));
+    let caller = conn.register_caller(&ctx);
     let token = ctx.progress.as_ref().map(|sink| {
         let token = ProgressToken(NumberOrString::Number(id as i64));
         conn.progress.insert(token.clone(), sink.clone());
@@ -254,10 +243,7 @@ async fn lane_call(
     }
     .await;
     if let Some(token) = token {
-        // rmcp hands each notification to its own task, so progress the upstream sent just
-        // before its result may not have been routed yet: let those tasks run first.
-        tokio::task::yield_now().await;
-        conn.progress.remove(&token);
+        conn.stop_progress(&token).await;
     }
     outcome
 }
@@ -318,8 +304,7 @@ fn read_answer(namespace: &str, line: &[u8]) -> Result<CallToolResult, CallError
         result: Option<CallToolResult>,
         error: Option<ErrorData>,
     }
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-    match serde_json::from_slice::<Answer>(line) {
+    match serde_json::from_slice::<Answer>(without_bom(line)) {
         Ok(Answer {
             result: Some(result),
             error: None,
@@ -344,6 +329,23 @@ impl Connection {
             suspect: client.suspect.clone(),
             lane: None,
         }
+    }
+
+    /// Routes the upstream's requests back during the call to the call's client, if it has
+    /// one. Registered before sending, so nothing the upstream sends during the call precedes
+    /// it.
+    fn register_caller(&self, ctx: &CallContext) -> Option<CallerGuard> {
+        ctx.client
+            .clone()
+            .map(|client| self.callers.register(client, ctx.ct.clone()))
+    }
+
+    /// Stops routing the progress of `token`, once the call has its answer. rmcp hands each
+    /// notification to its own task, so progress the upstream sent just before its result
+    /// may not have been routed yet: those tasks run first.
+    async fn stop_progress(&self, token: &ProgressToken) {
+        tokio::task::yield_now().await;
+        self.progress.remove(token);
     }
 
     /// Calls go out on `lane` when the negotiated protocol version allows it.

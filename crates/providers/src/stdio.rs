@@ -1,9 +1,7 @@
 //! Stdio upstreams: a child process in its own process group, so that on shutdown the whole
 //! tree (an `npx` wrapper and the server it starts) is stopped and nothing is left behind.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
-
-use std::sync::Arc;
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, sync::Arc};
 
 use rmcp::{ServiceExt, service::RoleClient, service::RunningService};
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -398,15 +398,7 @@ mod tests {
                 .collect();
             let mut out = Vec::new();
             dot_rows_i8(&q, &rows, &mut out);
-            let scalar: Vec<i32> = rows
-                .chunks_exact(dims)
-                .map(|r| {
-                    q.iter()
-                        .zip(r)
-                        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-                        .sum()
-                })
-                .collect();
+            let scalar: Vec<i32> = rows.chunks_exact(dims).map(|r| scalar_dot(&q, r)).collect();
             assert_eq!(out, scalar, "dims {dims}");
             let each: Vec<i32> = rows.chunks_exact(dims).map(|r| dot_i8(&q, r)).collect();
             assert_eq!(each, scalar, "dims {dims}");

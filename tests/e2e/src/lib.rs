@@ -278,25 +278,26 @@ pub async fn http_client(url: &str) -> Client {
         .expect("MCP client connects over HTTP")
 }
 
-/// A `patchbay stdio` process with an MCP client on its stdin/stdout.
-pub async fn stdio_client(config: &Path) -> (Client, Log) {
+/// `patchbay stdio --config CONFIG`, logging at `info`.
+fn stdio_command(config: &Path) -> Command {
     let mut cmd = Command::new(patchbay());
     cmd.arg("stdio")
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info");
-    stdio_client_on(cmd).await
+    cmd
+}
+
+/// A `patchbay stdio` process with an MCP client on its stdin/stdout.
+pub async fn stdio_client(config: &Path) -> (Client, Log) {
+    stdio_client_on(stdio_command(config)).await
 }
 
 /// `patchbay stdio --config CONFIG` acting with `token`, given by `--token` or, when `by_env`,
 /// by `PATCHBAY_TOKEN` (never inherited from the test's own environment).
 pub fn stdio_command_as(config: &Path, token: &str, by_env: bool) -> Command {
-    let mut cmd = Command::new(patchbay());
-    cmd.arg("stdio")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env_remove("PATCHBAY_TOKEN");
+    let mut cmd = stdio_command(config);
+    cmd.env_remove("PATCHBAY_TOKEN");
     if by_env {
         cmd.env("PATCHBAY_TOKEN", token);
     } else {

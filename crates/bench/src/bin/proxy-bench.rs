@@ -51,8 +51,17 @@ fn options() -> anyhow::Result<Options> {
     Ok(o)
 }
 
+/// `tools/call` of the echo tool named `name` (`echo` directly, `fx.echo` through the hub).
+fn echo_call_of(name: &str) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": name, "arguments": {"text": "hello"}}})
+}
+
 fn echo_call() -> serde_json::Value {
-    json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hello"}}})
+    echo_call_of("echo")
+}
+
+fn hub_echo_call() -> serde_json::Value {
+    echo_call_of("fx.echo")
 }
 
 #[tokio::main]
@@ -134,9 +143,7 @@ async fn main() -> anyhow::Result<()> {
             measure(n, warmup, duration, move |c| {
                 let s = sessions[c].clone();
                 async move {
-                    let mut call = echo_call();
-                    call["params"]["name"] = json!("fx.echo");
-                    let r = s.request(call).await?;
+                    let r = s.request(hub_echo_call()).await?;
                     if r.get("result").is_none() {
                         bail!("call failed: {r}");
                     }
@@ -157,11 +164,7 @@ async fn main() -> anyhow::Result<()> {
             warmup,
             duration,
             || peer.request(echo_call()),
-            || {
-                let mut call = echo_call();
-                call["params"]["name"] = json!("fx.echo");
-                session.request(call)
-            },
+            || session.request(hub_echo_call()),
         )
         .await;
         println!(
@@ -205,11 +208,7 @@ async fn main() -> anyhow::Result<()> {
         let session = Arc::new(HttpSession::open(&url).await?);
         measure(1, warmup, duration, move |_| {
             let s = session.clone();
-            async move {
-                let mut call = echo_call();
-                call["params"]["name"] = json!("fx.echo");
-                s.request(call).await.map(|_| ())
-            }
+            async move { s.request(hub_echo_call()).await.map(|_| ()) }
         })
         .await
     };
