@@ -33,26 +33,39 @@ pub struct OpsArgs {
 enum Op {
     /// List operations (name, namespace, summary).
     List {
+        /// Only this namespace's operations (an upstream's table name, e.g. `github`).
         #[arg(long)]
         namespace: Option<String>,
+        /// Continue where a previous page ended (its `… more: --cursor C` line, or `nextCursor`).
         #[arg(long)]
         cursor: Option<String>,
+        /// Operations per page (default 100, at most 1000).
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Rank operations by how well they match QUERY.
     Search {
-        /// Words describing what you want to do.
+        /// Words describing what you want to do; none browses (with --namespace, that namespace).
         query: Vec<String>,
+        /// Only this namespace's operations.
         #[arg(long)]
         namespace: Option<String>,
+        /// At most this many results (default 20, at most 100).
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Show an operation's input schema.
-    Schema { tool: String },
+    Schema {
+        /// The operation's name, `namespace.tool` (e.g. `demo.echo`).
+        tool: String,
+    },
     /// Call an operation with INPUT (a JSON object; default `{}`).
-    Call { tool: String, input: Option<String> },
+    Call {
+        /// The operation's name, `namespace.tool` (e.g. `demo.echo`).
+        tool: String,
+        /// The operation's input as a JSON object, e.g. '{"text": "hi"}'.
+        input: Option<String>,
+    },
 }
 
 impl Op {
