@@ -119,7 +119,7 @@ impl SearchIndex {
             }
         }
         if let Some(sem) = sem {
-            self.add_semantic(query, ns, sem, &mut scores);
+            self.add_semantic(query, ns, sem, allow, &mut scores);
         }
         if let Some(c) = self
             .ranking
@@ -277,7 +277,14 @@ impl SearchIndex {
     /// Fuses semantic similarity into `scores` (see [`Semantic`]): the `candidates` documents
     /// (in the namespace filter) whose vectors are closest to the query's gain up to `weight`
     /// times the best lexical score (or `weight` if nothing matched lexically).
-    fn add_semantic(&self, query: &str, ns: Option<NsId>, sem: Semantic, scores: &mut Scores) {
+    fn add_semantic(
+        &self,
+        query: &str,
+        ns: Option<NsId>,
+        sem: Semantic,
+        allow: &dyn Fn(&str) -> bool,
+        scores: &mut Scores,
+    ) {
         let dims = self.vector_dims;
         let Some(model) = semantic::model() else {
             return;
@@ -285,6 +292,10 @@ impl SearchIndex {
         let mut q = vec![0.0f32; dims];
         if dims == 0 || model.dims() != dims || !model.embed(query, &mut q) {
             return;
+        }
+        if sem.feedback_docs > 0 && sem.feedback_weight > 0.0 {
+            let top = self.top(scores, sem.feedback_docs, allow);
+            self.add_feedback_centroid(&top, sem.feedback_weight, &mut q);
         }
         let mut qi = vec![0i8; dims];
         let q_scale = quantise(&q, &mut qi);
@@ -342,6 +353,37 @@ impl SearchIndex {
                     scores.touched.push(d);
                 }
                 scores.acc[d as usize] += gain;
+            }
+        }
+    }
+
+    /// Dense pseudo-relevance feedback (Rocchio): moves the query vector `q` to
+    /// `q / |q| + weight x c / |c|`, `c` the centroid of the `top` documents' vectors, each
+    /// weighted by its share of their scores. The best lexical matches say what the query is
+    /// about in the catalog's own terms; a tool that sits among them (a general tool beside the
+    /// specific ones) then scores as close to the query as they do.
+    fn add_feedback_centroid(&self, top: &[(DocId, f32)], weight: f32, q: &mut [f32]) {
+        let dims = q.len();
+        let total: f32 = top.iter().map(|&(_, s)| s).sum();
+        if total <= 0.0 {
+            return;
+        }
+        let mut c = vec![0.0f32; dims];
+        for &(d, score) in top {
+            let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
+            let at = d as usize * dims;
+            if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
+                let w = score / total * scale;
+                for (ci, &vi) in c.iter_mut().zip(v) {
+                    *ci += w * f32::from(vi);
+                }
+            }
+        }
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let (cn, qn) = (norm(&c), norm(q));
+        if cn > 0.0 && qn > 0.0 {
+            for (qi, ci) in q.iter_mut().zip(&c) {
+                *qi = *qi / qn + weight * ci / cn;
             }
         }
     }

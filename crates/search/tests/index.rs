@@ -338,3 +338,67 @@ fn semantic_matching_finds_tools_without_shared_words() {
             .is_empty()
     );
 }
+
+#[test]
+fn dense_feedback_lifts_a_general_tool_among_specific_matches() {
+    let tools = || {
+        vec![
+            doc(
+                "t",
+                "bitcoin_sentiment",
+                "Track the current price of Bitcoin and the market sentiment from the news.",
+            ),
+            doc(
+                "t",
+                "crypto_price",
+                "Bitcoin, Ethereum and other cryptocurrency prices and news.",
+            ),
+            doc(
+                "t",
+                "nft_floor",
+                "Floor prices of NFT collections on the blockchain.",
+            ),
+            doc(
+                "t",
+                "finance",
+                "Stay informed with the latest financial updates: stocks, markets and cryptocurrencies.",
+            ),
+            doc(
+                "t",
+                "book_flight",
+                "Search and book flights between two airports.",
+            ),
+            doc(
+                "t",
+                "forecast",
+                "Weather forecast for a city: temperature, rain and wind.",
+            ),
+            doc(
+                "t",
+                "recipes",
+                "Cooking recipes from the ingredients you have.",
+            ),
+            doc(
+                "t",
+                "price_tracker",
+                "Track the price of a product on Amazon.",
+            ),
+        ]
+    };
+    let rank_and_share = |feedback_docs: usize| {
+        let mut ranking = Ranking::default();
+        ranking.semantic.as_mut().unwrap().feedback_docs = feedback_docs;
+        let mut index = SearchIndex::with_ranking(ranking);
+        index.replace_namespace("t", tools());
+        let hits = index.search("what is the bitcoin price today", None, 10, ALL);
+        let at = hits.iter().position(|h| h.name == "t.finance").unwrap();
+        (at, hits[at].score / hits[0].score)
+    };
+    let (rank_without, share_without) = rank_and_share(0);
+    let (rank_with, share_with) = rank_and_share(10);
+    assert!(rank_with <= rank_without, "{rank_with} > {rank_without}");
+    assert!(
+        share_with > share_without,
+        "the general tool's score relative to the best: {share_with} with feedback, {share_without} without"
+    );
+}

@@ -7,9 +7,9 @@ use patchbay_search::{Document, SearchIndex};
 use serde_json::Value;
 
 /// The target is 0.65, not reached: the hybrid ranking (BM25F + static embeddings)
-/// measures 0.613 (see docs/search.md). This guard sits just under that, so a regression fails;
+/// measures 0.621 (see docs/search.md). This guard sits just under that, so a regression fails;
 /// raise it as the ranking improves.
-const MIN_RECALL_AT_5: f64 = 0.605;
+const MIN_RECALL_AT_5: f64 = 0.615;
 
 #[test]
 fn metatool_recall_at_5() {

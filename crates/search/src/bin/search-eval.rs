@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use patchbay_search::{
     Centrality, Document, Expansion, Feedback, Field, FieldWeight, Hit, Ranking, SearchIndex,
-    Semantic,
 };
 use serde_json::Value;
 
@@ -56,7 +55,7 @@ fn main() {
             "--query" => query = args.next(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--gold-only] [--set KEY=VALUE]...\n  --gold-only: leave out the catalog's tools that no query has as gold (MetaTool's 235 distractors)\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, q_prior, q_prior_off, s_weight, s_cands, s_name, s_params, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
+                    "usage: search-eval [DATA_DIR] [--ablation] [--dump] [--half even|odd] [--gold-only] [--set KEY=VALUE]...\n  --gold-only: leave out the catalog's tools that no query has as gold (MetaTool's 235 distractors)\n  keys: k1, name_bonus, fb_docs, fb_terms, fb_weight, c_docs, c_weight, x_close, x_broad, x_off, q_prior, q_prior_off, s_weight, s_cands, s_name, s_params, s_fb_docs, s_fb_weight, s_off, w.FIELD, b.FIELD (FIELD: name, namespace, description, param_name, param_description)"
                 );
                 return;
             }
@@ -171,6 +170,10 @@ fn run(
         no_expansion.expansion = None;
         let mut no_semantic = ranking.clone();
         no_semantic.semantic = None;
+        let mut no_dense_feedback = ranking.clone();
+        if let Some(s) = no_dense_feedback.semantic.as_mut() {
+            s.feedback_docs = 0;
+        }
         let mut no_prior = ranking.clone();
         no_prior.query_prior = None;
         let mut flat_name = ranking.clone();
@@ -179,6 +182,7 @@ fn run(
             ("patchbay, no centrality re-ranking", no_centrality),
             ("patchbay, no lexicon expansion", no_expansion),
             ("patchbay, no semantic matching", no_semantic),
+            ("patchbay, no dense feedback", no_dense_feedback),
             ("patchbay, no query-word prior", no_prior),
             ("patchbay, name weighted as description", flat_name),
             ("patchbay, + feedback (3 docs, 20 terms)", feedback),
@@ -280,17 +284,16 @@ fn apply_setting(r: &mut Ranking, setting: &str) -> Result<(), String> {
             r.semantic = None;
             return Ok(());
         }
-        let s = r.semantic.get_or_insert(Semantic {
-            weight: 0.5,
-            candidates: 30,
-            name_weight: 1.0,
-            param_weight: 0.0,
-        });
+        let s = r
+            .semantic
+            .get_or_insert(Ranking::default().semantic.expect("semantic on by default"));
         match k {
             "weight" => s.weight = v,
             "cands" => s.candidates = v as usize,
             "name" => s.name_weight = v,
             "params" => s.param_weight = v,
+            "fb_docs" => s.feedback_docs = v as usize,
+            "fb_weight" => s.feedback_weight = v,
             _ => return Err(format!("unknown key {key}")),
         }
         return Ok(());
