@@ -379,3 +379,59 @@ fn summarise(mut all: Vec<Duration>, duration: Duration) -> Figures {
         per_second: all.len() as f64 / duration.as_secs_f64(),
     }
 }
+
+/// The machine's floor for one extra hop: one-byte round trips over loopback TCP between this
+/// process and a child (`current_exe()` run with `child_args` and the address, expected to call
+/// [`serve_tcp_echo`]), with blocking I/O, `TCP_NODELAY`, no HTTP and no async runtime. Any
+/// proxy in front of an upstream adds at least this to a call.
+pub fn tcp_round_trip_floor(
+    child_args: &[&str],
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?.to_string();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(child_args)
+        .arg(&addr)
+        .spawn()?;
+    let result = (|| {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let start = Instant::now();
+        let (measure_from, end) = (start + warmup, start + warmup + duration);
+        let mut lat = Vec::with_capacity(65_536);
+        let mut byte = [0u8; 1];
+        loop {
+            let t0 = Instant::now();
+            if t0 >= end {
+                break;
+            }
+            stream.write_all(b"x")?;
+            stream.read_exact(&mut byte)?;
+            if t0 >= measure_from {
+                lat.push(t0.elapsed());
+            }
+        }
+        Ok(summarise(lat, duration))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The child side of [`tcp_round_trip_floor`]: connects to `addr` and echoes every byte until
+/// the connection closes.
+pub fn serve_tcp_echo(addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf)? {
+            0 => return Ok(()),
+            n => stream.write_all(&buf[..n])?,
+        }
+    }
+}

@@ -7,7 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use patchbay_bench::{
-    Figures, HttpSession, RawHttpSession, StdioPeer, measure, measure_alternating, target_dir,
+    Figures, HttpSession, RawHttpSession, StdioPeer, measure, measure_alternating, serve_tcp_echo,
+    target_dir, tcp_round_trip_floor,
 };
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -19,6 +20,9 @@ struct Options {
     warmup: f64,
     clients: Vec<usize>,
 }
+
+/// The hidden argument that makes this binary the echo child of [`tcp_round_trip_floor`].
+const TCP_ECHO_CHILD: &str = "--tcp-echo-child";
 
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
@@ -41,7 +45,7 @@ fn options() -> anyhow::Result<Options> {
             }
             "-h" | "--help" => {
                 println!(
-                    "proxy-bench [--seconds N] [--warmup N] [--clients 1,16,64]\n\n--seconds: measured time per point (default 5); --warmup: warm-up before each (default 1); fractions allowed.\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`\n(both with lean hand-written clients), then the added p50 at one client with the two paths alternating call by call,\nand reference figures: the hub through reqwest, the direct call through rmcp's client, a meta `call`, `list`, `GET /healthz`.\nFigures and how to read them: docs/benchmarks.md."
+                    "proxy-bench [--seconds N] [--warmup N] [--clients 1,16,64]\n\n--seconds: measured time per point (default 5); --warmup: warm-up before each (default 1); fractions allowed.\n\nMeasures tools/call latency and throughput directly against a stdio echo upstream and through `patchbay serve`\n(both with lean hand-written clients), then the added p50 at one client with the two paths alternating call by call,\nand reference figures: the hub through reqwest, the direct call through rmcp's client, a meta `call`, `list`, `GET /healthz`,\nand the machine's floor for any extra hop: a one-byte TCP round trip between two processes (no HTTP, no async runtime).\nFigures and how to read them: docs/benchmarks.md."
                 );
                 std::process::exit(0);
             }
@@ -64,8 +68,15 @@ fn hub_echo_call() -> serde_json::Value {
     echo_call_of("fx.echo")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(TCP_ECHO_CHILD) {
+        return serve_tcp_echo(&args.next().context("address")?);
+    }
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let o = options()?;
     let dir = target_dir();
     let fixture = dir.join("patchbay-fixture");
@@ -260,6 +271,17 @@ async fn main() -> anyhow::Result<()> {
         us(floor.p99)
     );
     let _ = hub.start_kill();
+
+    // The machine's own floor for one extra hop, whatever speaks over it.
+    let tcp = tokio::task::spawn_blocking(move || {
+        tcp_round_trip_floor(&[TCP_ECHO_CHILD], warmup, duration)
+    })
+    .await??;
+    println!(
+        "TCP floor (one byte to another process and back, blocking I/O, no HTTP): p50 {}, p99 {}",
+        us(tcp.p50),
+        us(tcp.p99)
+    );
     Ok(())
 }
 

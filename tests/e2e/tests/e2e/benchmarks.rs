@@ -61,6 +61,13 @@ fn proxy_bench_prints_every_figure() {
     ] {
         assert!(text.contains(figure), "no `{figure}` in:\n{text}");
     }
+    // The TCP floor is measured: round trips were made to the echo child.
+    let tcp = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TCP floor ("))
+        .unwrap_or_else(|| panic!("no TCP floor in:\n{text}"));
+    let p50 = tcp.split("p50 ").nth(1).map(number);
+    assert!(p50.is_some_and(|p| p > 0.0), "{tcp}");
 }
 
 #[test]
