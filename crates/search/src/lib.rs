@@ -1,8 +1,9 @@
 //! Ranked search over operations: BM25F over name words, namespace, description and parameters,
 //! with Porter stemming, stopword removal, query expansion with WordNet-related words, a
 //! separate name-match bonus, semantic matching with static token embeddings (distilled from
-//! all-MiniLM-L6-v2) fused with the lexical score, and centrality re-ranking of the top results
-//! (pseudo-relevance feedback is available, off by default).
+//! all-MiniLM-L6-v2) fused with the lexical score, the query's vector moved towards the best
+//! lexical matches (dense pseudo-relevance feedback), and centrality re-ranking of the top
+//! results (lexical pseudo-relevance feedback is available, off by default).
 //! No I/O.
 //!
 //! The index is updated one namespace at a time ([`SearchIndex::replace_namespace`]), which
