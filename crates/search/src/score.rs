@@ -474,19 +474,44 @@ impl SearchIndex {
         }
     }
 
-    /// The best `limit` allowed documents among those scored, best first.
+    /// The best `limit` allowed documents among those scored, best first (higher score, then
+    /// smaller name). A query can touch thousands of documents and asks for a handful three
+    /// times (feedback, centrality, the answer): partial selection over `(score, doc)` pairs,
+    /// widened only if `allow` turned some of the best away, keeps that cheap.
     fn top(
         &self,
         scores: &Scores,
         limit: usize,
         allow: &dyn Fn(&str) -> bool,
     ) -> Vec<(DocId, f32)> {
-        let candidates = scores.touched.iter().map(|&doc| Candidate {
-            score: scores.acc[doc as usize],
-            name: &self.doc(doc).name,
-            doc,
-        });
-        take_allowed(candidates, limit, allow)
+        let order = |a: &(f32, DocId), b: &(f32, DocId)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| self.doc(a.1).name.cmp(&self.doc(b.1).name))
+        };
+        let mut all: Vec<(f32, DocId)> = scores
+            .touched
+            .iter()
+            .map(|&d| (scores.acc[d as usize], d))
+            .collect();
+        let mut want = limit;
+        loop {
+            let head = if want < all.len() {
+                all.select_nth_unstable_by(want, order).0
+            } else {
+                &mut all[..]
+            };
+            head.sort_unstable_by(order);
+            let out: Vec<(DocId, f32)> = head
+                .iter()
+                .filter(|&&(_, d)| allow(&self.doc(d).name))
+                .take(limit)
+                .map(|&(s, d)| (d, s))
+                .collect();
+            if out.len() == limit || want >= all.len() {
+                return out;
+            }
+            want = want.saturating_mul(4);
+        }
     }
 
     /// Documents of namespace `ns` (or all) in name order, score 0.
