@@ -397,7 +397,7 @@ pub fn tcp_round_trip_floor(
         .arg(&addr)
         .spawn()?;
     let result = (|| {
-        let (mut stream, _) = listener.accept()?;
+        let mut stream = accept_from(&listener, &mut child)?;
         stream.set_nodelay(true)?;
         let start = Instant::now();
         let (measure_from, end) = (start + warmup, start + warmup + duration);
@@ -419,6 +419,33 @@ pub fn tcp_round_trip_floor(
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// The child's connection, or an error if the child exits or has not connected within 10 s.
+fn accept_from(
+    listener: &std::net::TcpListener,
+    child: &mut std::process::Child,
+) -> anyhow::Result<std::net::TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait()? {
+                    bail!("the TCP echo child exited before connecting ({status})");
+                }
+                if Instant::now() >= deadline {
+                    bail!("the TCP echo child did not connect within 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The child side of [`tcp_round_trip_floor`]: connects to `addr` and echoes every byte until
