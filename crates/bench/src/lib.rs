@@ -227,29 +227,27 @@ impl RawHttpSession {
         message.extend_from_slice(self.head.as_bytes());
         message.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
         message.extend_from_slice(&body);
-        let mut connection = self.connection.lock().await;
-        connection.get_mut().write_all(&message).await?;
-        let (status, length) = read_head(&mut connection).await?;
-        let mut answer = vec![0; length];
-        connection.read_exact(&mut answer).await?;
-        if status != 200 {
-            bail!("HTTP {status}: {}", String::from_utf8_lossy(&answer));
-        }
+        let answer = self.exchange(&message).await?;
         Ok(serde_json::from_slice(&answer)?)
     }
 
     /// `GET path` on this connection; returns the body's length.
     pub async fn get(&self, path: &str) -> anyhow::Result<usize> {
         let message = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", self.authority);
+        Ok(self.exchange(message.as_bytes()).await?.len())
+    }
+
+    /// Writes one request and reads its answer's body; an error unless the status is 200.
+    async fn exchange(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut connection = self.connection.lock().await;
-        connection.get_mut().write_all(message.as_bytes()).await?;
+        connection.get_mut().write_all(message).await?;
         let (status, length) = read_head(&mut connection).await?;
         let mut answer = vec![0; length];
         connection.read_exact(&mut answer).await?;
         if status != 200 {
-            bail!("HTTP {status}");
+            bail!("HTTP {status}: {}", String::from_utf8_lossy(&answer));
         }
-        Ok(length)
+        Ok(answer)
     }
 }
 
@@ -291,6 +289,34 @@ pub struct Figures {
     pub per_second: f64,
 }
 
+/// A measurement's time window: a warm-up, then `duration` in which latencies count.
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn starting_now(warmup: Duration, duration: Duration) -> Self {
+        let measure_from = Instant::now() + warmup;
+        Self {
+            measure_from,
+            end: measure_from + duration,
+        }
+    }
+
+    /// The start of the next call, or `None` once the window is over.
+    fn next_call(&self) -> Option<Instant> {
+        let t0 = Instant::now();
+        (t0 < self.end).then_some(t0)
+    }
+
+    /// Whether a call started at `t0` counts (it started after the warm-up).
+    fn counts(&self, t0: Instant) -> bool {
+        t0 >= self.measure_from
+    }
+}
+
 /// Runs `clients` concurrent loops of `call` for `duration` after `warmup`, and summarises.
 pub async fn measure<F, Fut>(
     clients: usize,
@@ -303,21 +329,15 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
     let call = Arc::new(call);
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
+    let window = Window::starting_now(warmup, duration);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let call = call.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(16_384);
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
+            while let Some(t0) = window.next_call() {
                 call(c).await.expect("benchmark call failed");
-                if t0 >= measure_from {
+                if window.counts(t0) {
                     lat.push(t0.elapsed());
                 }
             }
@@ -346,19 +366,13 @@ where
     B: Fn() -> FB,
     FB: std::future::Future<Output = anyhow::Result<U>>,
 {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
+    let window = Window::starting_now(warmup, duration);
     let (mut la, mut lb) = (Vec::with_capacity(16_384), Vec::with_capacity(16_384));
-    loop {
-        let t0 = Instant::now();
-        if t0 >= end {
-            break;
-        }
+    while let Some(t0) = window.next_call() {
         a().await.expect("benchmark call failed");
         let t1 = Instant::now();
         b().await.expect("benchmark call failed");
-        if t0 >= measure_from {
+        if window.counts(t0) {
             la.push(t1 - t0);
             lb.push(t1.elapsed());
         }
@@ -399,18 +413,13 @@ pub fn tcp_round_trip_floor(
     let result = (|| {
         let mut stream = accept_from(&listener, &mut child)?;
         stream.set_nodelay(true)?;
-        let start = Instant::now();
-        let (measure_from, end) = (start + warmup, start + warmup + duration);
+        let window = Window::starting_now(warmup, duration);
         let mut lat = Vec::with_capacity(65_536);
         let mut byte = [0u8; 1];
-        loop {
-            let t0 = Instant::now();
-            if t0 >= end {
-                break;
-            }
+        while let Some(t0) = window.next_call() {
             stream.write_all(b"x")?;
             stream.read_exact(&mut byte)?;
-            if t0 >= measure_from {
+            if window.counts(t0) {
                 lat.push(t0.elapsed());
             }
         }

@@ -1,7 +1,6 @@
 //! Query evaluation: BM25F scoring, pseudo-relevance feedback and top-k selection.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 use crate::Hit;
 use crate::config::{Expansion, FIELDS, Field, Semantic};
@@ -17,32 +16,6 @@ const MAX_QUERY_TERMS: usize = 64;
 
 /// Lexicon expansion skips related words found in more than one document in this many.
 const MAX_RELATED_DF_DIVISOR: usize = 20;
-
-/// A scored candidate, ordered best first: higher score, then smaller name.
-struct Candidate<'a> {
-    score: f32,
-    name: &'a str,
-    doc: DocId,
-}
-
-impl Ord for Candidate<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.name.cmp(self.name))
-    }
-}
-impl PartialOrd for Candidate<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Candidate<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Candidate<'_> {}
 
 /// Per-document score accumulators for one query.
 struct Scores {
@@ -305,9 +278,7 @@ impl SearchIndex {
                 let dot = semantic::dot_i8_fn();
                 if let Some(Some(entry)) = self.namespaces.get(ns as usize) {
                     for &d in &entry.docs {
-                        let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
-                        let at = d as usize * dims;
-                        if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
+                        if let Some((v, scale)) = self.doc_vector(d) {
                             sims.push((d, dot(&qi, v) as f32 * scale * q_scale));
                         }
                     }
@@ -357,6 +328,15 @@ impl SearchIndex {
         }
     }
 
+    /// Document `d`'s quantised vector and its scale, if it has one.
+    fn doc_vector(&self, d: DocId) -> Option<(&[i8], f32)> {
+        let dims = self.vector_dims;
+        let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
+        let at = d as usize * dims;
+        let v = self.vectors.get(at..at + dims)?;
+        (scale > 0.0).then_some((v, scale))
+    }
+
     /// Dense pseudo-relevance feedback (Rocchio): moves the query vector `q` to
     /// `q / |q| + weight x c / |c|`, `c` the centroid of the `top` documents' vectors, each
     /// weighted by its share of their scores. The best lexical matches say what the query is
@@ -370,9 +350,7 @@ impl SearchIndex {
         }
         let mut c = vec![0.0f32; dims];
         for &(d, score) in top {
-            let scale = self.vector_scale.get(d as usize).copied().unwrap_or(0.0);
-            let at = d as usize * dims;
-            if let (true, Some(v)) = (scale > 0.0, self.vectors.get(at..at + dims)) {
+            if let Some((v, scale)) = self.doc_vector(d) {
                 let w = score / total * scale;
                 for (ci, &vi) in c.iter_mut().zip(v) {
                     *ci += w * f32::from(vi);
@@ -474,13 +452,29 @@ impl SearchIndex {
         }
     }
 
-    /// The best `limit` allowed documents among those scored, best first (higher score, then
-    /// smaller name). A query can touch thousands of documents and asks for a handful three
-    /// times (feedback, centrality, the answer): partial selection over `(score, doc)` pairs,
-    /// widened only if `allow` turned some of the best away, keeps that cheap.
+    /// The best `limit` allowed documents among those scored, best first.
     fn top(
         &self,
         scores: &Scores,
+        limit: usize,
+        allow: &dyn Fn(&str) -> bool,
+    ) -> Vec<(DocId, f32)> {
+        let candidates = scores
+            .touched
+            .iter()
+            .map(|&d| (scores.acc[d as usize], d))
+            .collect();
+        self.best_allowed(candidates, limit, allow)
+    }
+
+    /// The best `limit` of `candidates` (`(score, doc)`) that `allow` lets through, best first:
+    /// higher score, then smaller name. A query can touch thousands of documents and asks for a
+    /// handful three times (feedback, centrality, the answer): partial selection, widened only
+    /// if `allow` turned some of the best away, keeps that cheap, and `allow` is only asked
+    /// about candidates that might be returned.
+    fn best_allowed(
+        &self,
+        mut candidates: Vec<(f32, DocId)>,
         limit: usize,
         allow: &dyn Fn(&str) -> bool,
     ) -> Vec<(DocId, f32)> {
@@ -488,17 +482,12 @@ impl SearchIndex {
             b.0.total_cmp(&a.0)
                 .then_with(|| self.doc(a.1).name.cmp(&self.doc(b.1).name))
         };
-        let mut all: Vec<(f32, DocId)> = scores
-            .touched
-            .iter()
-            .map(|&d| (scores.acc[d as usize], d))
-            .collect();
         let mut want = limit;
         loop {
-            let head = if want < all.len() {
-                all.select_nth_unstable_by(want, order).0
+            let head = if want < candidates.len() {
+                candidates.select_nth_unstable_by(want, order).0
             } else {
-                &mut all[..]
+                &mut candidates[..]
             };
             head.sort_unstable_by(order);
             let out: Vec<(DocId, f32)> = head
@@ -507,7 +496,7 @@ impl SearchIndex {
                 .take(limit)
                 .map(|&(s, d)| (d, s))
                 .collect();
-            if out.len() == limit || want >= all.len() {
+            if out.len() == limit || want >= candidates.len() {
                 return out;
             }
             want = want.saturating_mul(4);
@@ -534,14 +523,11 @@ impl SearchIndex {
                 _ => Vec::new(),
             },
             None => {
-                let all = self.docs.iter().enumerate().filter_map(|(i, slot)| {
-                    slot.as_ref().map(|d| Candidate {
-                        score: 0.0,
-                        name: &d.name,
-                        doc: i as DocId,
-                    })
-                });
-                take_allowed(all, limit, allow)
+                let all = (0..self.docs.len())
+                    .filter(|&i| self.docs[i].is_some())
+                    .map(|i| (0.0, i as DocId))
+                    .collect();
+                self.best_allowed(all, limit, allow)
                     .into_iter()
                     .map(|(d, _)| hit(d))
                     .collect()
@@ -565,22 +551,4 @@ fn cosine(a: &[(TermId, f32)], b: &[(TermId, f32)]) -> f32 {
         }
     }
     dot
-}
-
-/// Pops candidates best first until `limit` of them pass `allow`. Building the heap is linear and
-/// each pop logarithmic, so `allow` is only asked about the candidates that might be returned.
-fn take_allowed<'a>(
-    candidates: impl Iterator<Item = Candidate<'a>>,
-    limit: usize,
-    allow: &dyn Fn(&str) -> bool,
-) -> Vec<(DocId, f32)> {
-    let mut heap: BinaryHeap<Candidate<'a>> = candidates.collect();
-    let mut out = Vec::with_capacity(limit.min(heap.len()));
-    while out.len() < limit {
-        let Some(c) = heap.pop() else { break };
-        if allow(c.name) {
-            out.push((c.doc, c.score));
-        }
-    }
-    out
 }

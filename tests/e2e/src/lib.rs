@@ -32,8 +32,8 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a workspace binary (`patchbay`, `patchbay-fixture`, the benchmarks), building the binaries once if
-/// they are missing (the test script builds them up front).
+/// Path of a workspace binary (`patchbay`, `patchbay-fixture`, the benchmarks), building the
+/// binaries once if they are missing (the test script builds them up front).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let path = target_dir().join(name);
